@@ -1,0 +1,132 @@
+"""Numerics shared by every mixer: the reference's LayerNorm and GELU, initialisers, masking.
+
+Flax's defaults differ from the PyTorch references (tanh GELU, LayerNorm eps 1e-6, zero
+biases); everything here is chosen to match the authors' code instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+DType = Any
+
+LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default, used by every reference.
+# A large finite negative: a fully masked row then gives a uniform softmax, never NaN.
+MASK_VALUE = -1e30
+
+INIT_STYLES = ("xavier", "bert")
+
+
+def gelu(x: Array) -> Array:
+  """Exact (erf) GELU, as torch.nn.functional.gelu; Flax's nn.gelu defaults to tanh."""
+  return nn.gelu(x, approximate=False)
+
+
+def layer_norm(name: str, dtype: DType, param_dtype: DType) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+def softmax_dtype(dtype: DType) -> DType:
+  """Softmax runs in float32, or float64 when the model itself computes in float64."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def masked_softmax(logits: Array, mask: Optional[Array]) -> Array:
+  """Softmax over the last axis in at least float32; `mask` is True where allowed."""
+  logits = logits.astype(softmax_dtype(logits.dtype))
+  if mask is not None:
+    logits = jnp.where(mask, logits, MASK_VALUE)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def xavier_uniform(gain: float = 1.0) -> nn.initializers.Initializer:
+  """torch.nn.init.xavier_uniform_: U(+-gain * sqrt(6 / (fan_in + fan_out)))."""
+  return nn.initializers.variance_scaling(gain**2, "fan_avg", "uniform")
+
+
+def torch_default_bias(fan_in: int) -> nn.initializers.Initializer:
+  """torch.nn.Linear's bias init: U(+-1 / sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+# torch.nn.Linear's weight init (kaiming_uniform with a = sqrt(5)): U(+-1 / sqrt(fan_in)).
+torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+bert_normal = nn.initializers.normal(0.02)
+
+
+def check_init_style(init_style: str) -> None:
+  if init_style not in INIT_STYLES:
+    raise ValueError(f"init_style={init_style!r} is not one of {INIT_STYLES}.")
+
+
+def dense(
+    features: int,
+    fan_in: int,
+    *,
+    role: str,
+    init_style: str,
+    dtype: DType,
+    param_dtype: DType,
+    name: str,
+    use_bias: bool = True,
+) -> nn.Dense:
+  """A Linear layer initialised as the reference initialises one in `role`.
+
+  role: "in_proj" (attention input projections: xavier gain 1/sqrt(2), torch bias),
+        "out_proj" (attention output: xavier gain 1, zero bias), or
+        "linear" (feed-forward and heads: torch.nn.Linear defaults).
+  init_style="bert" replaces all of these by N(0, 0.02) weights and zero biases.
+  """
+  check_init_style(init_style)
+  if init_style == "bert":
+    kernel_init, bias_init = bert_normal, nn.initializers.zeros
+  elif role == "in_proj":
+    kernel_init, bias_init = xavier_uniform(1 / math.sqrt(2)), torch_default_bias(fan_in)
+  elif role == "out_proj":
+    kernel_init, bias_init = xavier_uniform(1.0), nn.initializers.zeros
+  elif role == "linear":
+    kernel_init, bias_init = torch_default_kernel, torch_default_bias(fan_in)
+  else:
+    raise ValueError(f"unknown role {role!r}")
+  return nn.Dense(
+      features,
+      use_bias=use_bias,
+      kernel_init=kernel_init,
+      bias_init=bias_init,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+  )
+
+
+def split_heads(x_BxTxD: Array, num_heads: int) -> Array:
+  """(B, T, D) -> (B, T, H, D // H)."""
+  b, t, d = x_BxTxD.shape
+  return x_BxTxD.reshape(b, t, num_heads, d // num_heads)
+
+
+def merge_heads(x_BxTxHxK: Array) -> Array:
+  """(B, T, H, K) -> (B, T, H * K)."""
+  b, t, h, k = x_BxTxHxK.shape
+  return x_BxTxHxK.reshape(b, t, h * k)
+
+
+def check_heads(d_model: int, num_heads: int, what: str = "num_heads") -> int:
+  """Returns the head width, or raises a clear error when the heads do not divide d."""
+  if num_heads <= 0 or d_model % num_heads:
+    raise ValueError(
+        f"{what}={num_heads} must be positive and divide the model width {d_model}; "
+        f"choose a head count among the divisors of {d_model}."
+    )
+  return d_model // num_heads

@@ -1,0 +1,133 @@
+"""Bidirectional Luna attention: pack then unpack (Ma et al. 2021, Eqs. 6-8).
+
+    Y_P = Attn(P W_pq, C W_pk, C W_pv)            pack   (no output projection)
+    Y_X = Attn(X W_q, Y_P W_k, Y_P W_v) W_o        unpack
+
+Cost O(n l d) for n tokens and a projection length l, instead of O(n^2 d).
+Semantics follow the authors' fairseq `LunarMultiheadAttention`: queries scaled by the
+head width after the bias, softmax in float32, attention dropout on both attention maps,
+tied (one projection for K and V) or untied K/V (the LRA runs used untied).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from luna_jax import common
+
+Array = common.Array
+
+
+def attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_BxS, dropout: nn.Dropout, deterministic):
+  """softmax(q k^T + mask) v per head; q is already scaled. Returns (B, T, H, K)."""
+  logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
+  mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
+  probs = common.masked_softmax(logits_BxHxTxS, mask)
+  probs = dropout(probs, deterministic=deterministic).astype(v_BxSxHxK.dtype)
+  return jnp.einsum("bhts,bshk->bthk", probs, v_BxSxHxK)
+
+
+class LunaAttention(nn.Module):
+  """Luna's nested attention: P packs the context, X attends to the packed result.
+
+  Attributes:
+    num_heads: heads of the unpack attention (X attends to packed P).
+    pack_heads: heads of the pack attention (P attends to the context); None = num_heads.
+    tied_kv: one projection for keys and values (5 d x d maps per block) instead of
+      separate ones (7 maps; the setting of the Luna LRA runs).
+    attention_dropout: dropout rate on both attention maps.
+    init_style: "xavier" (the reference's initialisation) or "bert" (N(0, 0.02), zero biases).
+    dtype: computation dtype; softmax always runs in at least float32.
+    param_dtype: parameter dtype.
+  """
+
+  num_heads: int
+  pack_heads: Optional[int] = None
+  tied_kv: bool = False
+  attention_dropout: float = 0.0
+  init_style: str = "xavier"
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32
+
+  @nn.compact
+  def __call__(
+      self,
+      x_BxNxD: Array,
+      p_BxLxD: Array,
+      context_BxMxD: Optional[Array] = None,
+      *,
+      context_mask_BxM: Optional[Array] = None,
+      p_mask_BxL: Optional[Array] = None,
+      deterministic: bool = True,
+  ) -> tuple[Array, Array]:
+    """Packs the context into P's l rows, then lets X attend to them.
+
+    Args:
+      x_BxNxD: queries X.
+      p_BxLxD: the projected sequence P (one per example; broadcast a learned P first).
+      context_BxMxD: the context C that P packs; None for self-attention (C = X).
+      context_mask_BxM: True at real context tokens, False at padding (pack ignores it).
+      p_mask_BxL: True at P rows X may attend to; False rows are excluded from unpack
+        (Luna's "dynamic projection": rows j >= length of the example).
+      deterministic: disables dropout when True; otherwise needs a 'dropout' rng.
+
+    Returns:
+      (Y_X of shape (B, N, D), Y_P of shape (B, L, D)): the unpacked output (after the
+      output projection) and the packed context (no output projection).
+    """
+    c_BxMxD = x_BxNxD if context_BxMxD is None else context_BxMxD
+    d = x_BxNxD.shape[-1]
+    if p_BxLxD.shape[-1] != d or c_BxMxD.shape[-1] != d:
+      raise ValueError(
+          f"X, P and the context must share the width: got {x_BxNxD.shape[-1]}, "
+          f"{p_BxLxD.shape[-1]} and {c_BxMxD.shape[-1]}."
+      )
+    h = self.num_heads
+    hp = self.pack_heads or h
+    dh = common.check_heads(d, h)
+    dhp = common.check_heads(d, hp, "pack_heads")
+    x_BxNxD, p_BxLxD, c_BxMxD = (a.astype(self.dtype) for a in (x_BxNxD, p_BxLxD, c_BxMxD))
+
+    def proj(name, role="in_proj"):
+      return common.dense(
+          d, d, role=role, init_style=self.init_style, dtype=self.dtype,
+          param_dtype=self.param_dtype, name=name,
+      )
+
+    dropout = nn.Dropout(self.attention_dropout)
+
+    # Pack: P attends to the context.
+    pq_BxLxHxK = common.split_heads(proj("p_query")(p_BxLxD) * dhp**-0.5, hp)
+    if self.tied_kv:
+      pk_BxMxD = pv_BxMxD = proj("p_context")(c_BxMxD)
+    else:
+      pk_BxMxD, pv_BxMxD = proj("p_key")(c_BxMxD), proj("p_value")(c_BxMxD)
+    packed_BxLxHxK = attend(
+        pq_BxLxHxK,
+        common.split_heads(pk_BxMxD, hp),
+        common.split_heads(pv_BxMxD, hp),
+        context_mask_BxM,
+        dropout,
+        deterministic,
+    )
+    y_p_BxLxD = common.merge_heads(packed_BxLxHxK)
+
+    # Unpack: X attends to a new projection of the packed context.
+    q_BxNxHxK = common.split_heads(proj("query")(x_BxNxD) * dh**-0.5, h)
+    if self.tied_kv:
+      k_BxLxD = v_BxLxD = proj("context")(y_p_BxLxD)
+    else:
+      k_BxLxD, v_BxLxD = proj("key")(y_p_BxLxD), proj("value")(y_p_BxLxD)
+    out_BxNxHxK = attend(
+        q_BxNxHxK,
+        common.split_heads(k_BxLxD, h),
+        common.split_heads(v_BxLxD, h),
+        p_mask_BxL,
+        dropout,
+        deterministic,
+    )
+    y_x_BxNxD = proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
+    return y_x_BxNxD, y_p_BxLxD
