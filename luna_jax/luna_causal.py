@@ -67,22 +67,22 @@ def causal_luna_scan(
     return jnp.moveaxis(a.reshape(b, h, num_chunks, c, a.shape[-1]), 2, 0)
 
   acc = mem_k_BxHxKxL.dtype
-  causal_CxC = jnp.tril(jnp.ones((c, c), acc))
+  causal_1x1xCxC = jnp.tril(jnp.ones((c, c), acc))[None, None]
   mask = None if p_mask_BxL is None else p_mask_BxL[:, None, None, :]
 
   def step(carry, inputs):
     mem_k, mem_v = carry
     q, k, v, w, chunk_start = inputs
-    t_C = (chunk_start + 1 + jnp.arange(c)).astype(acc)[:, None]
+    t_1x1xCx1 = (chunk_start + 1 + jnp.arange(c)).astype(acc)[None, None, :, None]
     # q_t . Kbar_t = (q_t . mem_k + sum_{s<=t in chunk} (q_t . k_s) w_s) / t
-    qk_BxHxCxC = jnp.einsum("bhck,bhsk->bhcs", q, k) * causal_CxC
+    qk_BxHxCxC = jnp.einsum("bhck,bhsk->bhcs", q, k) * causal_1x1xCxC
     scores = jnp.einsum("bhck,bhkl->bhcl", q, mem_k)
-    scores = (scores + jnp.einsum("bhcs,bhsl->bhcl", qk_BxHxCxC, w)) / t_C
+    scores = (scores + jnp.einsum("bhcs,bhsl->bhcl", qk_BxHxCxC, w)) / t_1x1xCx1
     alpha_BxHxCxL = common.masked_softmax(scores, mask)
     # sum_j alpha_tj Vbar_t[j] = (alpha_t . mem_v + sum_{s<=t in chunk} (alpha_t . w_s) v_s) / t
-    aw_BxHxCxC = jnp.einsum("bhcl,bhsl->bhcs", alpha_BxHxCxL, w) * causal_CxC
+    aw_BxHxCxC = jnp.einsum("bhcl,bhsl->bhcs", alpha_BxHxCxL, w) * causal_1x1xCxC
     y = jnp.einsum("bhcl,bhlk->bhck", alpha_BxHxCxL, mem_v)
-    y = (y + jnp.einsum("bhcs,bhsk->bhck", aw_BxHxCxC, v)) / t_C
+    y = (y + jnp.einsum("bhcs,bhsk->bhck", aw_BxHxCxC, v)) / t_1x1xCx1
     mem_k = mem_k + jnp.einsum("bhsk,bhsl->bhkl", k, w)
     mem_v = mem_v + jnp.einsum("bhsl,bhsk->bhlk", w, v)
     return (mem_k, mem_v), y

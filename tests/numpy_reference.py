@@ -1,0 +1,165 @@
+"""Naive float64 NumPy references, written from the papers' formulas, loop by loop.
+
+They share no code with luna_jax: every function takes a parameter dict (as Flax stores
+it) and recomputes the mechanism with explicit loops over batch and heads.
+"""
+
+import math
+
+import numpy as np
+
+_erf = np.vectorize(math.erf)
+
+
+def to_np(tree):
+  if isinstance(tree, dict) or hasattr(tree, "items"):
+    return {k: to_np(v) for k, v in tree.items()}
+  return np.asarray(tree, np.float64)
+
+
+def linear(x, p):
+  return x @ p["kernel"] + p["bias"]
+
+
+def layer_norm(x, p, eps=1e-5):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def gelu(x):
+  return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def softmax(logits, allowed=None):
+  """Softmax over the last axis; disallowed entries get exactly zero weight."""
+  logits = np.array(logits, np.float64)
+  if allowed is not None:
+    logits = np.where(allowed, logits, -np.inf)
+  logits = logits - logits.max(-1, keepdims=True)
+  e = np.exp(logits)
+  return e / e.sum(-1, keepdims=True)
+
+
+def attention_heads(q, k, v, heads, allowed=None):
+  """Per-head softmax(q_h k_h^T / sqrt(d_h)) v_h for one example; q (T, D), k, v (S, D)."""
+  d = q.shape[-1]
+  dh = d // heads
+  out = np.zeros((q.shape[0], d))
+  for h in range(heads):
+    s = slice(h * dh, (h + 1) * dh)
+    a = softmax(q[:, s] @ k[:, s].T / math.sqrt(dh), allowed)
+    out[:, s] = a @ v[:, s]
+  return out
+
+
+def luna_attention(params, x, p, c, c_mask, p_mask, heads, pack_heads, tied):
+  """Bidirectional Luna: returns (Y_X (B, N, D), Y_P (B, L, D))."""
+  ys, yps = [], []
+  for b in range(x.shape[0]):
+    if tied:
+      kp = vp = linear(c[b], params["p_context"])
+    else:
+      kp, vp = linear(c[b], params["p_key"]), linear(c[b], params["p_value"])
+    qp = linear(p[b], params["p_query"])
+    allowed_c = None if c_mask is None else c_mask[b][None, :]
+    yp = attention_heads(qp, kp, vp, pack_heads, allowed_c)
+    if tied:
+      k = v = linear(yp, params["context"])
+    else:
+      k, v = linear(yp, params["key"]), linear(yp, params["value"])
+    allowed_p = None if p_mask is None else p_mask[b][None, :]
+    y = attention_heads(linear(x[b], params["query"]), k, v, heads, allowed_p)
+    ys.append(linear(y, params["out"]))
+    yps.append(yp)
+  return np.stack(ys), np.stack(yps)
+
+
+def omega(z):
+  return np.log1p(2.0**z) / np.log(2.0)
+
+
+def luna_causal(params, x, p, mask, p_mask, heads, tied):
+  """Causal Luna from the per-position formulas: Kbar_t, Vbar_t built explicitly."""
+  bsz, n, d = x.shape
+  dh = d // heads
+  out = np.zeros((bsz, n, d))
+  for b in range(bsz):
+    qp = linear(p[b], params["p_query"]) / math.sqrt(dh)
+    kpack = linear(x[b], params["p_context"])
+    q = linear(x[b], params["query"]) / math.sqrt(dh)
+    if tied:
+      k = v = linear(x[b], params["context"])
+    else:
+      k, v = linear(x[b], params["key"]), linear(x[b], params["value"])
+    y = np.zeros((n, d))
+    for h in range(heads):
+      s = slice(h * dh, (h + 1) * dh)
+      w = omega(kpack[:, s] @ qp[:, s].T)  # (n, l)
+      if mask is not None:
+        w = w * mask[b][:, None]
+      for t in range(1, n + 1):
+        kbar = (w[:t].T @ k[:t, s]) / t  # (l, dh)
+        vbar = (w[:t].T @ v[:t, s]) / t
+        allowed = None if p_mask is None else p_mask[b]
+        alpha = softmax(q[t - 1, s] @ kbar.T, allowed)
+        y[t - 1, s] = alpha @ vbar
+    out[b] = linear(y, params["out"])
+  return out
+
+
+def feed_forward(x, params):
+  return linear(gelu(linear(x, params["fc1"])), params["fc2"])
+
+
+def luna_layer(params, x, p, mask, p_mask, heads, pack_heads, tied, pre_ln):
+  """One Luna encoder layer (post-LN, or pre-LN without the final norms)."""
+  if pre_ln:
+    xh, ph = layer_norm(x, params["x_norm"]), layer_norm(p, params["p_norm"])
+    yx, yp = luna_attention(params["attention"], xh, ph, xh, mask, p_mask, heads, pack_heads, tied)
+    xa, p_next = x + yx, p + yp
+    return xa + feed_forward(layer_norm(xa, params["ffn_norm"]), params["ffn"]), p_next
+  yx, yp = luna_attention(params["attention"], x, p, x, mask, p_mask, heads, pack_heads, tied)
+  xa = layer_norm(x + yx, params["x_norm"])
+  p_next = layer_norm(p + yp, params["p_norm"])
+  return layer_norm(xa + feed_forward(xa, params["ffn"]), params["ffn_norm"]), p_next
+
+
+def multi_head_attention(params, x, mask, heads, causal):
+  bsz, n, _ = x.shape
+  out = []
+  for b in range(bsz):
+    allowed = np.ones((n, n), bool)
+    if mask is not None:
+      allowed &= mask[b][None, :]
+    if causal:
+      allowed &= np.tril(np.ones((n, n), bool))
+    q, k, v = (linear(x[b], params[name]) for name in ("query", "key", "value"))
+    out.append(linear(attention_heads(q, k, v, heads, allowed), params["out"]))
+  return np.stack(out)
+
+
+def transformer_layer(params, x, mask, heads, causal):
+  """Pre-LN Transformer layer."""
+  xa = x + multi_head_attention(params["attention"], layer_norm(x, params["x_norm"]), mask, heads, causal)
+  return xa + feed_forward(layer_norm(xa, params["ffn_norm"]), params["ffn"])
+
+
+def luna_encoder(params, x, mask, heads, proj_len, layers, contextual, pre_ln, tied=False):
+  """The Luna stack with the learned P, dynamic projection and (pre-LN) final norms."""
+  bsz = x.shape[0]
+  x = x * mask[..., None]
+  p_mask = np.arange(proj_len)[None, :] < mask.sum(-1)[:, None]
+
+  def initial_p(suffix):
+    p = np.broadcast_to(params["p_embed" + suffix], (bsz,) + params["p_embed" + suffix].shape)
+    return layer_norm(p, params["p_embed_norm" + suffix]) * p_mask[..., None]
+
+  p = initial_p("") if contextual else None
+  for i in range(layers):
+    if not contextual:
+      p = initial_p(f"_{i}")
+    x, p = luna_layer(params[f"layer_{i}"], x, p, mask, p_mask, heads, heads, tied, pre_ln)
+  if pre_ln:
+    x, p = layer_norm(x, params["final_norm"]), layer_norm(p, params["final_p_norm"])
+  return x, p
