@@ -1,0 +1,160 @@
+"""Encoder layers and stacks: references, padding invariance, decoding, the registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import luna_jax
+from tests import numpy_reference as ref
+from tests.helpers import prefix_mask, rel_err
+
+F64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+
+
+@pytest.mark.parametrize("pre_ln", [False, True])
+def test_luna_layer_matches_numpy_reference(pre_ln):
+  rng = np.random.default_rng(int(pre_ln))
+  b, n, l, d = 2, 8, 5, 12
+  x, p = rng.normal(size=(b, n, d)), rng.normal(size=(b, l, d))
+  mask, p_mask = prefix_mask([8, 3], n), prefix_mask([5, 3], l)
+  layer = luna_jax.LunaEncoderLayer(num_heads=3, pack_heads=2, ffn_dim=20,
+                                    normalize_before=pre_ln, **F64)
+  params = layer.init(jax.random.key(0), x, p)["params"]
+  # Non-trivial LayerNorm parameters, so that their use is checked too.
+  params = jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape), params)
+  y, p_next = layer.apply({"params": params}, x, p, mask_BxN=mask, p_mask_BxL=p_mask)
+  want_y, want_p = ref.luna_layer(ref.to_np(params), x, p, mask, p_mask, 3, 2, False, pre_ln)
+  real = mask[..., None]
+  assert rel_err(np.where(real, y, 0), np.where(real, want_y, 0)) < 1e-6
+  assert rel_err(p_next, want_p) < 1e-6
+
+
+@pytest.mark.parametrize("contextual,pre_ln", [(True, False), (False, False), (True, True)])
+def test_luna_encoder_matches_numpy_reference(contextual, pre_ln):
+  rng = np.random.default_rng(10 + contextual + 2 * pre_ln)
+  b, n, l, d = 2, 6, 8, 8  # l > n: dynamic projection masks rows for both examples
+  x = rng.normal(size=(b, n, d))
+  mask = prefix_mask([6, 4], n)
+  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=2, ffn_dim=16, proj_len=l,
+                             contextual_p=contextual, normalize_before=pre_ln, **F64)
+  params = enc.init(jax.random.key(1), x, mask_BxN=mask)["params"]
+  params = jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape), params)
+  y, p = enc.apply({"params": params}, x, mask_BxN=mask)
+  want_y, want_p = ref.luna_encoder(ref.to_np(params), x, mask, 2, l, 2, contextual, pre_ln)
+  real, rows = mask[..., None], prefix_mask(mask.sum(-1), l)[..., None]
+  assert rel_err(np.where(real, y, 0), np.where(real, want_y, 0)) < 1e-6
+  assert rel_err(np.where(rows, p, 0), np.where(rows, want_p, 0)) < 1e-6
+
+
+@pytest.mark.parametrize("mixer", ["luna", "transformer"])
+def test_padding_never_changes_real_outputs_in_a_stack(mixer):
+  rng = np.random.default_rng(20)
+  b, n, extra, d = 2, 10, 7, 16
+  x = rng.normal(size=(b, n, d))
+  mask = prefix_mask([10, 6], n)
+  enc = luna_jax.Encoder(mixer=mixer, num_layers=3, num_heads=4, ffn_dim=32, proj_len=12, **F64)
+  params = enc.init(jax.random.key(0), x, mask_BxN=mask)
+  y, p = enc.apply(params, x, mask_BxN=mask)
+  x_pad = np.concatenate([x, 50 * rng.normal(size=(b, extra, d))], axis=1)
+  mask_pad = np.concatenate([mask, np.zeros((b, extra), bool)], axis=1)
+  y2, p2 = enc.apply(params, x_pad, mask_BxN=mask_pad)
+  real = mask[..., None]
+  np.testing.assert_allclose(np.where(real, y2[:, :n], 0), np.where(real, y, 0), atol=1e-10)
+  if mixer == "luna":
+    rows = prefix_mask(mask.sum(-1), 12)[..., None]
+    np.testing.assert_allclose(np.where(rows, p2, 0), np.where(rows, p, 0), atol=1e-10)
+
+
+@pytest.mark.parametrize("mixer", ["luna", "transformer"])
+def test_causal_stack_is_causal(mixer):
+  rng = np.random.default_rng(30)
+  x = rng.normal(size=(1, 12, 16))
+  enc = luna_jax.Encoder(mixer=mixer, num_layers=2, num_heads=4, ffn_dim=32, causal=True, **F64)
+  params = enc.init(jax.random.key(0), x)
+  y = enc.apply(params, x)[0]
+  x2 = x.copy()
+  x2[:, 7:] = rng.normal(size=(1, 5, 16))
+  y2 = enc.apply(params, x2)[0]
+  np.testing.assert_allclose(y2[:, :7], y[:, :7], atol=1e-12)
+  assert not np.allclose(y2[:, 7:], y[:, 7:])
+
+
+def test_causal_luna_stack_decoding_equals_full_pass():
+  rng = np.random.default_rng(40)
+  x = rng.normal(size=(2, 10, 16))
+  enc = luna_jax.LunaEncoder(num_layers=3, num_heads=4, ffn_dim=32, causal=True,
+                             normalize_before=True, mixer_options={"chunk_size": 3}, **F64)
+  params = enc.init(jax.random.key(0), x)["params"]
+  full = enc.apply({"params": params}, x)[0]
+  dec = enc.clone(decode=True)
+  cache = dec.init(jax.random.key(0), x)["cache"]
+  outs, start = [], 0
+  for size in (1, 4, 2, 3):
+    (y, _), v = dec.apply({"params": params, "cache": cache}, x[:, start:start + size],
+                          mutable=["cache"])
+    cache, start = v["cache"], start + size
+    outs.append(y)
+  np.testing.assert_allclose(np.concatenate(outs, axis=1), full, atol=1e-10)
+
+
+def test_bfloat16_encoder_is_finite_and_close_to_float32():
+  rng = np.random.default_rng(50)
+  x = rng.normal(size=(2, 128, 32)).astype(np.float32)
+  mask = prefix_mask([128, 90], 128)
+  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=64, proj_len=16)
+  params = enc.init(jax.random.key(0), x, mask_BxN=mask)
+  y32 = enc.apply(params, x, mask_BxN=mask)[0]
+  y16 = enc.clone(dtype=jnp.bfloat16).apply(params, x, mask_BxN=mask)[0]
+  assert y16.dtype == jnp.bfloat16 and y32.dtype == jnp.float32
+  assert rel_err(np.asarray(y16, np.float32)[:, :90], y32[:, :90]) < 5e-2
+
+
+def test_training_step_has_finite_gradients_with_an_all_padding_example():
+  x = np.random.default_rng(60).normal(size=(2, 8, 16)).astype(np.float32)
+  mask = prefix_mask([8, 0], 8)
+  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=32, proj_len=4)
+  params = enc.init(jax.random.key(0), x, mask_BxN=mask)
+
+  def loss(v):
+    y, p = enc.apply(v, x, mask_BxN=mask, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    return jnp.mean(y**2) + jnp.mean(p**2)
+
+  value, grads = jax.jit(jax.value_and_grad(loss))(params)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_registry_lists_mixers_and_rejects_unknown_names():
+  assert {"luna", "transformer"} <= set(luna_jax.mixer_names())
+  x = np.zeros((1, 4, 8), np.float32)
+  with pytest.raises(ValueError, match="unknown mixer 'lunar'; choose one of: luna, transformer"):
+    luna_jax.Encoder(mixer="lunar", num_heads=2).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"unknown mixer_options \['kernel_size'\]"):
+    luna_jax.Encoder(num_heads=2, mixer_options={"kernel_size": 3}).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="decode=True needs causal=True"):
+    luna_jax.Encoder(num_heads=2, decode=True).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="init_style='kaiming'"):
+    luna_jax.Encoder(num_heads=2, init_style="kaiming").init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="already registered"):
+    luna_jax.register_mixer("luna", luna_jax.get_mixer("luna"))
+
+
+def test_non_contextual_p_has_one_parameter_per_layer():
+  x = np.zeros((1, 4, 8), np.float32)
+  ctx = luna_jax.LunaEncoder(num_layers=3, num_heads=2, ffn_dim=8, proj_len=5)
+  per_layer = ctx.clone(contextual_p=False)
+  assert [k for k in ctx.init(jax.random.key(0), x)["params"] if k.startswith("p_embed")] == [
+      "p_embed", "p_embed_norm"]
+  names = [k for k in per_layer.init(jax.random.key(0), x)["params"] if k.startswith("p_embed")]
+  assert sorted(names) == sorted([f"p_embed_{i}" for i in range(3)] +
+                                 [f"p_embed_norm_{i}" for i in range(3)])
+
+
+def test_demo_runs(capsys):
+  from luna_jax import demo
+  demo.main(["--seq_len", "256", "--width", "32"])
+  out = capsys.readouterr().out
+  assert "luna" in out and "transformer" in out
+  gap = float(out.split("removed = ")[1].split()[0])
+  assert gap < 1e-4
