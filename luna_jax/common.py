@@ -84,7 +84,8 @@ def dense(
   """A Linear layer initialised as the reference initialises one in `role`.
 
   role: "in_proj" (attention input projections: xavier gain 1/sqrt(2), torch bias),
-        "out_proj" (attention output: xavier gain 1, zero bias), or
+        "out_proj" or "xavier" (xavier gain 1, zero bias: attention output, fairseq's
+        `Linear` helper), or
         "linear" (feed-forward and heads: torch.nn.Linear defaults).
   init_style="bert" replaces all of these by N(0, 0.02) weights and zero biases.
   """
@@ -93,7 +94,7 @@ def dense(
     kernel_init, bias_init = bert_normal, nn.initializers.zeros
   elif role == "in_proj":
     kernel_init, bias_init = xavier_uniform(1 / math.sqrt(2)), torch_default_bias(fan_in)
-  elif role == "out_proj":
+  elif role in ("out_proj", "xavier"):
     kernel_init, bias_init = xavier_uniform(1.0), nn.initializers.zeros
   elif role == "linear":
     kernel_init, bias_init = torch_default_kernel, torch_default_bias(fan_in)
@@ -130,3 +131,13 @@ def check_heads(d_model: int, num_heads: int, what: str = "num_heads") -> int:
         f"choose a head count among the divisors of {d_model}."
     )
   return d_model // num_heads
+
+
+def attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_BxS, dropout, deterministic: bool) -> Array:
+  """softmax(q k^T) v per head with keys masked where mask_BxS is False; q is already
+  scaled; dropout (an nn.Dropout) acts on the probabilities. Returns (B, T, H, K)."""
+  logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
+  mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
+  probs = masked_softmax(logits_BxHxTxS, mask)
+  probs = dropout(probs, deterministic=deterministic).astype(v_BxSxHxK.dtype)
+  return jnp.einsum("bhts,bshk->bthk", probs, v_BxSxHxK)

@@ -61,8 +61,8 @@ class Encoder(nn.Module):
 
   def _check(self, spec) -> None:
     common.check_init_style(self.init_style)
-    if self.causal and not spec.supports_causal:
-      raise ValueError(f"mixer {self.mixer!r} cannot be causal.")
+    if self.causal and spec.not_causal_because:
+      raise ValueError(f"mixer {self.mixer!r} cannot be causal: {spec.not_causal_because}")
     if self.decode and not self.causal:
       raise ValueError("decode=True needs causal=True.")
     unknown = set(self.mixer_options) - set(spec.option_names())
@@ -119,16 +119,20 @@ class Encoder(nn.Module):
 
     normalize_before = (spec.normalize_before if self.normalize_before is None
                         else self.normalize_before)
+    options = dict(self.mixer_options)
+    shared = spec.shared_modules(self, options) if spec.shared_modules else {}
     p = fresh_p("") if spec.uses_p and self.contextual_p else None
     for i in range(self.num_layers):
       if spec.uses_p and not self.contextual_p:
         p = fresh_p(f"_{i}")
+      own = spec.layer_kwargs(self, options, i) if spec.layer_kwargs else options
       layer = spec.layer(
           num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout, normalize_before=normalize_before,
-          causal=self.causal, decode=self.decode, init_style=self.init_style, dtype=self.dtype,
-          param_dtype=self.param_dtype, name=f"layer_{i}", **self.mixer_options,
+          causal=self.causal, decode=self.decode, init_style=self.init_style,
+          dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
+          **own, **shared,
       )
       x, p = layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,
                    deterministic=deterministic)

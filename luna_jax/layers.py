@@ -22,26 +22,33 @@ from luna_jax.softmax_attention import MultiHeadAttention
 Array = common.Array
 
 
+ACTIVATIONS = {"gelu": common.gelu, "relu": nn.relu}
+
+
 class FeedForward(nn.Module):
-  """W2 ActDropout(GELU(W1 x + b1)) + b2 with exact (erf) GELU."""
+  """W2 ActDropout(act(W1 x + b1)) + b2; act is exact (erf) GELU or ReLU."""
 
   hidden_dim: int
   activation_dropout: float = 0.0
   init_style: str = "xavier"
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
+  activation: str = "gelu"
 
   @nn.compact
   def __call__(self, x_BxNxD: Array, *, deterministic: bool = True) -> Array:
     d = x_BxNxD.shape[-1]
-    kw = dict(role="linear", init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype)
-    h = common.gelu(common.dense(self.hidden_dim, d, name="fc1", **kw)(x_BxNxD))
+    kw = dict(role="linear", init_style=self.init_style, dtype=self.dtype,
+              param_dtype=self.param_dtype)
+    act = ACTIVATIONS[self.activation]
+    h = act(common.dense(self.hidden_dim, d, name="fc1", **kw)(x_BxNxD))
     h = nn.Dropout(self.activation_dropout)(h, deterministic=deterministic)
     return common.dense(d, self.hidden_dim, name="fc2", **kw)(h)
 
 
-class _LayerBase(nn.Module):
-  """Fields every encoder layer accepts (see `luna_jax.registry`)."""
+class LayerBase(nn.Module):
+  """Fields every encoder layer accepts (see `luna_jax.registry`), and the residual
+  sub-block shared by all of them."""
 
   num_heads: int
   ffn_dim: int
@@ -58,22 +65,24 @@ class _LayerBase(nn.Module):
   def norm(self, name: str) -> nn.LayerNorm:
     return common.layer_norm(name, self.dtype, self.param_dtype)
 
-  def feed_forward_block(self, x: Array, deterministic: bool) -> Array:
-    """The residual FFN sub-block, post-LN or pre-LN."""
+  def residual(self, x: Array, sublayer, norm_name: str, deterministic: bool) -> Array:
+    """Pre-LN: x + Dropout(f(LN(x))); post-LN: LN(x + Dropout(f(x)))."""
     drop = nn.Dropout(self.dropout)
+    if self.normalize_before:
+      return x + drop(sublayer(self.norm(norm_name)(x)), deterministic=deterministic)
+    return self.norm(norm_name)(x + drop(sublayer(x), deterministic=deterministic))
+
+  def feed_forward_block(self, x: Array, deterministic: bool, activation: str = "gelu") -> Array:
+    """The residual FFN sub-block, post-LN or pre-LN."""
     ffn = FeedForward(
         self.ffn_dim, self.activation_dropout, self.init_style, self.dtype, self.param_dtype,
-        name="ffn",
+        activation, name="ffn",
     )
-    if self.normalize_before:
-      return x + drop(ffn(self.norm("ffn_norm")(x), deterministic=deterministic),
-                      deterministic=deterministic)
-    return self.norm("ffn_norm")(
-        x + drop(ffn(x, deterministic=deterministic), deterministic=deterministic)
-    )
+    return self.residual(x, lambda h: ffn(h, deterministic=deterministic), "ffn_norm",
+                         deterministic)
 
 
-class LunaEncoderLayer(_LayerBase):
+class LunaEncoderLayer(LayerBase):
   """One Luna layer: Luna attention, then a feed-forward network on X only.
 
   Post-LN (the default, as in the LRA runs):
@@ -137,7 +146,7 @@ class LunaEncoderLayer(_LayerBase):
     return self.feed_forward_block(x, deterministic), p
 
 
-class TransformerEncoderLayer(_LayerBase):
+class TransformerEncoderLayer(LayerBase):
   """The softmax Transformer layer (pre-LN by default in this library's registry):
       X_A = X + Dropout(MHA(LN(X)));  X' = X_A + Dropout(FFN(LN(X_A)))
   Post-LN when normalize_before=False. P, if given, passes through unchanged.
@@ -161,14 +170,12 @@ class TransformerEncoderLayer(_LayerBase):
     if self.decode:
       raise ValueError("decode=True is not supported by the softmax Transformer layer; "
                        "use mixer 'luna' with causal=True for step-by-step decoding.")
-    drop = nn.Dropout(self.dropout)
     attn = MultiHeadAttention(
         self.num_heads, self.causal, self.attention_dropout, self.init_style,
         self.implementation, self.dtype, self.param_dtype, name="attention",
     )
-    x_in = self.norm("x_norm")(x_BxNxD) if self.normalize_before else x_BxNxD
-    y = attn(x_in, context_mask_BxM=mask_BxN, deterministic=deterministic)
-    x = x_BxNxD + drop(y, deterministic=deterministic)
-    if not self.normalize_before:
-      x = self.norm("x_norm")(x)
+    x = self.residual(
+        x_BxNxD,
+        lambda h: attn(h, context_mask_BxM=mask_BxN, deterministic=deterministic),
+        "x_norm", deterministic)
     return self.feed_forward_block(x, deterministic), p_BxLxD

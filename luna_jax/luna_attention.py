@@ -21,15 +21,6 @@ from luna_jax import common
 Array = common.Array
 
 
-def attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_BxS, dropout: nn.Dropout, deterministic):
-  """softmax(q k^T + mask) v per head; q is already scaled. Returns (B, T, H, K)."""
-  logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
-  mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
-  probs = common.masked_softmax(logits_BxHxTxS, mask)
-  probs = dropout(probs, deterministic=deterministic).astype(v_BxSxHxK.dtype)
-  return jnp.einsum("bhts,bshk->bthk", probs, v_BxSxHxK)
-
-
 class LunaAttention(nn.Module):
   """Luna's nested attention: P packs the context, X attends to the packed result.
 
@@ -105,7 +96,7 @@ class LunaAttention(nn.Module):
       pk_BxMxD = pv_BxMxD = proj("p_context")(c_BxMxD)
     else:
       pk_BxMxD, pv_BxMxD = proj("p_key")(c_BxMxD), proj("p_value")(c_BxMxD)
-    packed_BxLxHxK = attend(
+    packed_BxLxHxK = common.attend(
         pq_BxLxHxK,
         common.split_heads(pk_BxMxD, hp),
         common.split_heads(pv_BxMxD, hp),
@@ -121,7 +112,7 @@ class LunaAttention(nn.Module):
       k_BxLxD = v_BxLxD = proj("context")(y_p_BxLxD)
     else:
       k_BxLxD, v_BxLxD = proj("key")(y_p_BxLxD), proj("value")(y_p_BxLxD)
-    out_BxNxHxK = attend(
+    out_BxNxHxK = common.attend(
         q_BxNxHxK,
         common.split_heads(k_BxLxD, h),
         common.split_heads(v_BxLxD, h),
