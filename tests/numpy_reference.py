@@ -163,3 +163,75 @@ def luna_encoder(params, x, mask, heads, proj_len, layers, contextual, pre_ln, t
   if pre_ln:
     x, p = layer_norm(x, params["final_norm"]), layer_norm(p, params["final_p_norm"])
   return x, p
+
+
+def linformer_attention(params, x, mask, heads, sharing, before, shared_e=None):
+  """Linformer with padded columns of E/F dropped; E, F of shape (G, k, max_len)."""
+  bsz, n, d = x.shape
+  dh = d // heads
+  if sharing == "layerwise":
+    e = f = shared_e
+  else:
+    e = params["e"]["kernel"]
+    f = e if sharing == "kv" else params["f"]["kernel"]
+  out = np.zeros((bsz, n, d))
+  for b in range(bsz):
+    q = linear(x[b], params["query"])
+    y = np.zeros((n, d))
+    for h in range(heads):
+      s = slice(h * dh, (h + 1) * dh)
+      g = h if e.shape[0] > 1 else 0
+      e_h = e[g][:, :n] * mask[b][None, :]
+      f_h = f[g][:, :n] * mask[b][None, :]
+      if before:
+        k = (e_h @ x[b]) @ params["key"]["kernel"][:, s] + params["key"]["bias"][s]
+        v = (f_h @ x[b]) @ params["value"]["kernel"][:, s] + params["value"]["bias"][s]
+      else:
+        k = e_h @ linear(x[b], params["key"])[:, s]
+        v = f_h @ linear(x[b], params["value"])[:, s]
+      a = softmax(q[:, s] @ k.T / math.sqrt(dh))
+      y[:, s] = a @ v
+    out[b] = linear(y, params["out"])
+  return out
+
+
+def depthwise_conv(x, weights_fn, heads, kernel_size, causal):
+  """out[t, c] = sum_k w_t[h(c), k] x[t + k - P, c] with zero padding; weights_fn(b, t)
+  gives the normalised (H, K) weights of step t."""
+  bsz, n, c = x.shape
+  pad = kernel_size - 1 if causal else kernel_size // 2
+  group = c // heads
+  out = np.zeros_like(x)
+  for b in range(bsz):
+    for t in range(n):
+      w = weights_fn(b, t)
+      for ch in range(c):
+        for k in range(kernel_size):
+          s = t + k - pad
+          if 0 <= s < n:
+            out[b, t, ch] += w[ch // group, k] * x[b, s, ch]
+  return out
+
+
+def lightconv(params, x, heads, kernel_size, causal):
+  w = softmax(params["weight"])
+  return depthwise_conv(x, lambda b, t: w, heads, kernel_size, causal)
+
+
+def dynamicconv(params, x, heads, kernel_size, causal):
+  def weights(b, t):
+    return softmax((x[b, t] @ params["weight_linear"]["kernel"]).reshape(heads, kernel_size))
+  return depthwise_conv(x, weights, heads, kernel_size, causal)
+
+
+def conv_layer(params, x, mask, heads, kernel_size, causal, dynamic):
+  """Post-LN convolution block (Linear, GLU, mask, conv, Linear) and ReLU FFN block."""
+  d = x.shape[-1]
+  h = linear(x, params["linear1"])
+  h = h[..., :d] / (1.0 + np.exp(-h[..., d:]))  # GLU: a * sigmoid(b)
+  h = h * mask[..., None]
+  conv = dynamicconv if dynamic else lightconv
+  h = linear(conv(params["conv"], h, heads, kernel_size, causal), params["linear2"])
+  x = layer_norm(x + h, params["conv_norm"])
+  ffn = linear(np.maximum(linear(x, params["ffn"]["fc1"]), 0), params["ffn"]["fc2"])
+  return layer_norm(x + ffn, params["ffn_norm"])

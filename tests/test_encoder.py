@@ -47,13 +47,22 @@ def test_luna_encoder_matches_numpy_reference(contextual, pre_ln):
   assert rel_err(np.where(rows, p, 0), np.where(rows, want_p, 0)) < 1e-6
 
 
-@pytest.mark.parametrize("mixer", ["luna", "transformer"])
+MIXER_OPTIONS = {"luna": {}, "transformer": {}, "linformer": {"max_len": 17},
+                 "lightconv": {"kernel_sizes": (3, 4, 9)}, "dynamicconv": {"kernel_sizes": (5, 2, 15)}}
+
+
+def test_every_registered_mixer_is_tested():
+  assert set(MIXER_OPTIONS) == set(luna_jax.mixer_names())
+
+
+@pytest.mark.parametrize("mixer", sorted(MIXER_OPTIONS))
 def test_padding_never_changes_real_outputs_in_a_stack(mixer):
   rng = np.random.default_rng(20)
   b, n, extra, d = 2, 10, 7, 16
   x = rng.normal(size=(b, n, d))
   mask = prefix_mask([10, 6], n)
-  enc = luna_jax.Encoder(mixer=mixer, num_layers=3, num_heads=4, ffn_dim=32, proj_len=12, **F64)
+  enc = luna_jax.Encoder(mixer=mixer, num_layers=3, num_heads=4, ffn_dim=32, proj_len=12,
+                         mixer_options=MIXER_OPTIONS[mixer], **F64)
   params = enc.init(jax.random.key(0), x, mask_BxN=mask)
   y, p = enc.apply(params, x, mask_BxN=mask)
   x_pad = np.concatenate([x, 50 * rng.normal(size=(b, extra, d))], axis=1)
@@ -128,7 +137,7 @@ def test_training_step_has_finite_gradients_with_an_all_padding_example():
 def test_registry_lists_mixers_and_rejects_unknown_names():
   assert {"luna", "transformer"} <= set(luna_jax.mixer_names())
   x = np.zeros((1, 4, 8), np.float32)
-  with pytest.raises(ValueError, match="unknown mixer 'lunar'; choose one of: luna, transformer"):
+  with pytest.raises(ValueError, match="unknown mixer 'lunar'; choose one of: luna, transformer, "):
     luna_jax.Encoder(mixer="lunar", num_heads=2).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match=r"unknown mixer_options \['kernel_size'\]"):
     luna_jax.Encoder(num_heads=2, mixer_options={"kernel_size": 3}).init(jax.random.key(0), x)
