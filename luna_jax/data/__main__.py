@@ -1,0 +1,49 @@
+"""Command line: python -m luna_jax.data prepare TASK --data_dir DIR [options]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from luna_jax.data.prepare import prepare
+from luna_jax.data.readers import DataFormatError
+from luna_jax.data.tasks import TASK_NAMES
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m luna_jax.data",
+                                   description="Prepare LRA task data (tfds, ArrayRecord).")
+  commands = parser.add_subparsers(dest="command", required=True)
+  p = commands.add_parser("prepare", help="build one task's dataset in --data_dir")
+  p.add_argument("task", choices=TASK_NAMES)
+  p.add_argument("--data_dir", required=True, help="tfds data directory to write")
+  p.add_argument("--source", choices=("generate", "release", "manual", "download"),
+                 help="where the data comes from (default: release if --release_dir is "
+                      "given, else the generator for ListOps/Pathfinder, else the archive "
+                      "in the manual dir)")
+  p.add_argument("--release_dir", help="the unpacked lra_release folder")
+  p.add_argument("--manual_dir", help="folder holding aclImdb_v1.tar.gz / "
+                                      "cifar-10-binary.tar.gz (default DATA_DIR/downloads/manual)")
+  p.add_argument("--num_examples", type=int, help="generated training examples "
+                 "(validation and test get a tenth each); default: the official sizes")
+  p.add_argument("--seed", type=int, default=0, help="generator seed")
+  p.add_argument("--difficulty", default="hard", help="Pathfinder: easy, intermediate, hard")
+  p.add_argument("--overwrite", action="store_true", help="rebuild a prepared dataset")
+  p.add_argument("--no_progress", action="store_true", help="no progress bar")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.WARNING)
+  try:
+    path = prepare(args.task, args.data_dir, source=args.source, release_dir=args.release_dir,
+                   manual_dir=args.manual_dir, num_examples=args.num_examples, seed=args.seed,
+                   difficulty=args.difficulty, overwrite=args.overwrite,
+                   progress=not args.no_progress)
+  except (DataFormatError, ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"{args.task}: prepared in {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

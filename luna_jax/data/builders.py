@@ -1,0 +1,174 @@
+"""tensorflow-datasets builders for the LRA tasks, writing ArrayRecord (no TensorFlow).
+
+Each builder reads one official format from its manual directory (see `readers`):
+    lra_listops            <manual>/listops-1000/basic_{train,val,test}.tsv
+    lra_retrieval          <manual>/tsv_data/new_aan_pairs.{train,eval,test}.tsv
+    lra_pathfinder/<R>_<difficulty>   <manual>/pathfinder<R>/<subset>/{metadata,imgs}
+    lra_text               <manual>/aclImdb_v1.tar.gz, else downloaded
+    lra_image              <manual>/cifar-10-binary.tar.gz, else downloaded
+tfds' own imdb_reviews and cifar10 builders read their archives through TensorFlow, so
+Text and Image have builders of their own that read the same official archives.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from luna_jax.data import pathfinder_gen, readers
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+LRA_RELEASE_HINT = ("The LRA release (lra_release.gz, about 8 GB) is linked from "
+                    "https://github.com/google-research/long-range-arena; unpack it and pass "
+                    "its lra_release folder as --release_dir.")
+PATHFINDER_SPLITS = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
+
+
+def _manual(dl_manager) -> pathlib.Path:
+  return pathlib.Path(dl_manager.manual_dir)
+
+
+class _Builder(tfds.core.GeneratorBasedBuilder):
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First luna-jax release."}
+
+  def _features(self) -> dict:
+    raise TypeError("each LRA builder defines _features")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+        self._features()), supervised_keys=None)
+
+
+class LraListops(_Builder):
+  """ListOps (10 classes): expressions of MIN, MAX, MED and SM over digits."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = ("Place listops-1000/basic_{train,val,test}.tsv (from the "
+                                  "LRA release, or written by the generator) here.")
+
+  def _features(self):
+    return {"source": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=10)}
+
+  def _split_generators(self, dl_manager):
+    folder = _manual(dl_manager) / "listops-1000"
+    return {split: self._generate_examples(folder / name) for split, name in
+            (("train", "basic_train.tsv"), ("validation", "basic_val.tsv"),
+             ("test", "basic_test.tsv"))}
+
+  def _generate_examples(self, path):
+    for i, (source, label) in enumerate(readers.read_listops_tsv(path)):
+      yield i, {"source": source, "label": label}
+
+
+class LraRetrieval(_Builder):
+  """Byte-level AAN document matching (2 classes): do two papers cite each other?"""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place tsv_data/new_aan_pairs.{train,eval,test}.tsv here."
+
+  def _features(self):
+    text = tfds.features.Text()
+    return {"id1": text, "id2": text, "text1": text, "text2": text,
+            "label": tfds.features.ClassLabel(num_classes=2)}
+
+  def _split_generators(self, dl_manager):
+    folder = _manual(dl_manager) / "tsv_data"
+    return {split: self._generate_examples(folder / f"new_aan_pairs.{name}.tsv")
+            for split, name in (("train", "train"), ("validation", "eval"), ("test", "test"))}
+
+  def _generate_examples(self, path):
+    for i, (label, id1, id2, text1, text2) in enumerate(readers.read_aan_tsv(path)):
+      yield i, {"id1": id1, "id2": id2, "text1": text1, "text2": text2, "label": label}
+
+
+class PathfinderConfig(tfds.core.BuilderConfig):
+  def __init__(self, *, resolution: int, difficulty: str, **kwargs):
+    super().__init__(name=f"{resolution}_{difficulty}", **kwargs)
+    self.resolution = resolution
+    self.difficulty = difficulty
+
+
+class LraPathfinder(_Builder):
+  """Pathfinder (2 classes): are the two markers on one contour? Split 80/10/10 in the
+  canonical order (metadata files by batch number, then line order)."""
+
+  BUILDER_CONFIGS = [
+      PathfinderConfig(resolution=r, difficulty=d,
+                       description=f"{r} x {r} images, {d} ({pathfinder_gen.DIFFICULTIES[d][0]})")
+      for r in pathfinder_gen.RESOLUTIONS for d in pathfinder_gen.DIFFICULTIES
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = ("Place pathfinder<R>/<subset>/{metadata,imgs} (from the LRA "
+                                  "release, or written by the generator) here.")
+
+  def _features(self):
+    r = self.builder_config.resolution
+    return {"image": tfds.features.Tensor(shape=(r, r), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=2)}
+
+  def _split_generators(self, dl_manager):
+    cfg = self.builder_config
+    subset = pathfinder_gen.DIFFICULTIES[cfg.difficulty][0]
+    entries = list(readers.read_pathfinder_metadata(
+        _manual(dl_manager) / f"pathfinder{cfg.resolution}" / subset))
+    splits, start = {}, 0
+    for i, (split, fraction) in enumerate(PATHFINDER_SPLITS):
+      stop = len(entries) if i == len(PATHFINDER_SPLITS) - 1 else start + int(fraction * len(entries))
+      splits[split] = self._generate_examples(entries[start:stop])
+      start = stop
+    return splits
+
+  def _generate_examples(self, entries):
+    for path, label in entries:
+      image = readers.read_png(path, self.builder_config.resolution)
+      if image is not None:
+        yield str(path), {"image": image, "label": label}
+
+
+def _archive(dl_manager, name: str, url: str) -> pathlib.Path:
+  local = _manual(dl_manager) / name if dl_manager.manual_dir else None
+  if local is not None and local.is_file():
+    return local
+  return pathlib.Path(dl_manager.download(url))
+
+
+class LraText(_Builder):
+  """Byte-level IMDb reviews (2 classes), read from the official aclImdb_v1.tar.gz."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place aclImdb_v1.tar.gz ({IMDB_URL}) here."
+
+  def _features(self):
+    return {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=2)}
+
+  def _split_generators(self, dl_manager):
+    archive = _archive(dl_manager, "aclImdb_v1.tar.gz", IMDB_URL)
+    return {split: self._generate_examples(archive, split) for split in ("train", "test")}
+
+  def _generate_examples(self, archive, split):
+    for i, (s, text, label) in enumerate(readers.read_imdb_archive(archive)):
+      if s == split:
+        yield i, {"text": text, "label": label}
+
+
+class LraImage(_Builder):
+  """Grayscale CIFAR-10 (10 classes): train = first 90% of the training batches,
+  validation = the last 10%, test = the test batch, as in LRA."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place cifar-10-binary.tar.gz ({CIFAR_URL}) here."
+
+  def _features(self):
+    return {"image": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=10)}
+
+  def _split_generators(self, dl_manager):
+    data = readers.read_cifar_archive(_archive(dl_manager, "cifar-10-binary.tar.gz", CIFAR_URL))
+    images, labels = data["train"]
+    cut = int(0.9 * len(labels))
+    return {"train": self._generate_examples(images[:cut], labels[:cut]),
+            "validation": self._generate_examples(images[cut:], labels[cut:]),
+            "test": self._generate_examples(*data["test"])}
+
+  def _generate_examples(self, images, labels):
+    for i, (image, label) in enumerate(zip(images, labels)):
+      yield i, {"image": image, "label": int(label)}

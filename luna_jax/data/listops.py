@@ -1,0 +1,112 @@
+"""ListOps: LRA's generator (data/listops.py), seeded, and the official TSV format.
+
+Trees: below depth 10 a node is a digit with probability 0.75, otherwise one of MIN, MAX,
+MED, SM (sum mod 10) over 2..10 children; length = 1 for a digit, 2 + the children's for
+an operator (its token and "]"). Kept when 500 < length < 2000, de-duplicated; the first
+96,000 trees go to train, the next 2,000 to val and 2,000 to test. Written as
+"Source<TAB>Target" with each node as a left-nested pair "( left right )".
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import random
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
+
+OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
+MAX_DEPTH = 10
+MAX_ARGS = 10
+VALUE_P = 0.25
+MIN_LENGTH, MAX_LENGTH = 500, 2000  # exclusive bounds, as in LRA
+SPLIT_SIZES = {"train": 96_000, "val": 2_000, "test": 2_000}
+SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+
+Tree = Union[int, tuple]  # a digit, or (operator, [children])
+
+
+def generate_tree(rng: random.Random, depth: int = 1) -> tuple[Tree, int]:
+  """One random tree and its length in tokens (LRA's generate_tree)."""
+  r = rng.random() if depth < MAX_DEPTH else 1.0
+  if r > VALUE_P:
+    return rng.randint(0, 9), 1
+  num_args = rng.randint(2, MAX_ARGS)
+  op = rng.choice(OPERATORS)
+  children, length = [], 2
+  for _ in range(num_args):
+    child, child_len = generate_tree(rng, depth + 1)
+    children.append(child)
+    length += child_len
+  return (op, children), length
+
+
+def evaluate(tree: Tree) -> int:
+  if isinstance(tree, int):
+    return tree
+  op, children = tree
+  values = [evaluate(c) for c in children]
+  if op == "[MIN":
+    return min(values)
+  if op == "[MAX":
+    return max(values)
+  if op == "[MED":
+    return int(np.median(values))
+  return sum(values) % 10
+
+
+def to_string(tree: Tree) -> str:
+  """LRA's string form: "( ( ( [MAX 2 ) 9 ) ] )" for MAX(2, 9)."""
+  if isinstance(tree, int):
+    return str(tree)
+  op, children = tree
+  nested = op
+  for child in children:
+    nested = f"( {nested} {to_string(child)} )"
+  return f"( {nested} ] )"
+
+
+def generate(num_examples: int, seed: int) -> Iterator[tuple[str, int]]:
+  """Distinct (source, label) pairs with 500 < length < 2000, in a seeded order."""
+  rng = random.Random(seed)
+  seen = set()
+  while len(seen) < num_examples:
+    tree, length = generate_tree(rng)
+    if not MIN_LENGTH < length < MAX_LENGTH:
+      continue
+    source = to_string(tree)
+    if source in seen:
+      continue
+    seen.add(source)
+    yield source, evaluate(tree)
+
+
+def write_release(
+    root: Union[str, pathlib.Path],
+    split_sizes: Optional[dict[str, int]] = None,
+    seed: int = 0,
+    progress: Optional[Callable[[int], None]] = None,
+) -> pathlib.Path:
+  """Writes <root>/listops-1000/basic_{train,val,test}.tsv as in the LRA release.
+
+  Returns the listops-1000 folder. `progress(n)` is called after each example.
+  """
+  sizes = dict(SPLIT_SIZES if split_sizes is None else split_sizes)
+  folder = pathlib.Path(root) / "listops-1000"
+  folder.mkdir(parents=True, exist_ok=True)
+  examples = generate(sum(sizes.values()), seed)
+  written = 0
+  for split in ("train", "val", "test"):
+    tmp = folder / (SPLIT_FILES[split] + ".tmp")
+    with open(tmp, "w", newline="") as f:
+      out = csv.writer(f, delimiter="\t", lineterminator="\n")
+      out.writerow(["Source", "Target"])
+      for _ in range(sizes[split]):
+        source, label = next(examples)
+        out.writerow([source, label])
+        written += 1
+        if progress:
+          progress(written)
+    tmp.replace(folder / SPLIT_FILES[split])  # a crash never leaves a half-written file
+  return folder

@@ -1,0 +1,129 @@
+"""grain pipelines over the prepared tfds datasets: tokens, padding, shuffling, batches.
+
+Batches are dicts of NumPy arrays for this process's share of the global batch:
+    inputs  int32 (b, L), or (b, 2, L) for pairs (retrieval); 0 is padding
+    label   int32 (b,)
+    weight  float32 (b,): 1 for real examples, 0 for fillers of the last eval batch
+
+The order of examples is a function of (seed, epoch) alone: every process walks the same
+globally shuffled index stream and keeps its own rows of each global batch, so a run on
+several hosts sees the same global batches as a run on one. The iterator's state (a small
+dict) can be saved and restored to continue at the same position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import grain
+import numpy as np
+
+from luna_jax.data import builders  # noqa: F401  (registers the tfds builders)
+from luna_jax.data import prepare as prepare_lib
+from luna_jax.data.tasks import Task, get_task
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+  """How examples become model inputs.
+
+  Attributes:
+    max_len: tokens per example (per document for pairs), CLS and EOS included.
+    add_cls / add_eos: prepend the CLS token / append the EOS token (Luna's LRA setting).
+  """
+
+  max_len: int
+  add_cls: bool = True
+  add_eos: bool = True
+
+
+def to_tokens(ids: np.ndarray, task: Task, cfg: InputConfig) -> np.ndarray:
+  """Truncates to fit, adds CLS/EOS, pads with 0 to cfg.max_len."""
+  room = cfg.max_len - cfg.add_cls - cfg.add_eos
+  if room <= 0:
+    raise ValueError(f"max_len={cfg.max_len} leaves no room for tokens after CLS/EOS.")
+  parts = [np.asarray(ids[:room], np.int32)]
+  if cfg.add_cls:
+    parts.insert(0, np.array([task.vocab.cls_id], np.int32))
+  if cfg.add_eos:
+    parts.append(np.array([task.vocab.eos_id], np.int32))
+  tokens = np.concatenate(parts)
+  return np.pad(tokens, (0, cfg.max_len - len(tokens)))
+
+
+class _BatchLoader:
+  """Maps one global batch of example indices (-1 = filler) to this process's rows."""
+
+  def __init__(self, source, task: Task, cfg: InputConfig, global_batch: int,
+               process_index: int, process_count: int):
+    self.source, self.task, self.cfg = source, task, cfg
+    self.global_batch = global_batch
+    self.local = global_batch // process_count
+    self.start = process_index * self.local
+
+  def __call__(self, indices: np.ndarray) -> dict:
+    indices = np.asarray(indices, np.int64)
+    indices = np.pad(indices, (0, self.global_batch - len(indices)), constant_values=-1)
+    rows = indices[self.start:self.start + self.local]
+    inputs, labels = [], []
+    for index in rows:
+      example = self.source[int(max(index, 0))]
+      encoded = self.task.encode(example)
+      if self.task.pair:
+        inputs.append(np.stack([to_tokens(e, self.task, self.cfg) for e in encoded]))
+      else:
+        inputs.append(to_tokens(encoded, self.task, self.cfg))
+      labels.append(int(example["label"]))
+    return {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
+            "weight": (rows >= 0).astype(np.float32)}
+
+
+def data_source(task: Task, split: str, data_dir):
+  """Random access to one split of a prepared task; a clear error when it is missing."""
+  if not prepare_lib.is_prepared(task, data_dir):
+    raise FileNotFoundError(
+        f"the {task.name} data is not prepared in {data_dir}. Run:\n"
+        f"  python -m luna_jax.data prepare {task.name} --data_dir {data_dir}\n"
+        f"(sources for {task.name}: {', '.join(task.sources)}; see "
+        "`python -m luna_jax.data prepare --help`).")
+  return prepare_lib.builder_for(task, data_dir).as_data_source(split=task.splits[split])
+
+
+def make_dataset(
+    task: Task | str,
+    split: str,
+    data_dir,
+    cfg: InputConfig,
+    *,
+    global_batch: int,
+    seed: int = 0,
+    shuffle: Optional[bool] = None,
+    num_epochs: Optional[int] = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    source=None,
+) -> grain.IterDataset:
+  """A grain dataset of batches (see the module docstring).
+
+  Args:
+    split: "train", "validation" or "test".
+    global_batch: examples per step over all processes; must divide by process_count.
+    shuffle: reshuffle the examples each epoch (default: only for train).
+    num_epochs: None repeats forever (training); 1 for one evaluation pass, whose last
+      batch is filled up with weight-0 examples so that every batch has the same shape.
+    source: a random-access source to use instead of the prepared tfds split (tests).
+  """
+  task = get_task(task) if isinstance(task, str) else task
+  if global_batch % process_count:
+    raise ValueError(f"global batch {global_batch} does not divide among {process_count} "
+                     "processes.")
+  source = data_source(task, split, data_dir) if source is None else source
+  shuffle = split == "train" if shuffle is None else shuffle
+  ds = grain.MapDataset.range(len(source))
+  if shuffle:
+    ds = ds.seed(seed).shuffle()  # reshuffled in every epoch of the repeat below
+  ds = ds.repeat(num_epochs)
+  ds = ds.batch(global_batch, drop_remainder=num_epochs is None)
+  loader = _BatchLoader(source, task, cfg, global_batch, process_index, process_count)
+  return ds.map(loader).to_iter_dataset()

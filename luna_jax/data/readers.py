@@ -1,0 +1,186 @@
+"""Readers of the official data formats, with errors that name the file and the line.
+
+    ListOps     listops-1000/basic_{train,val,test}.tsv   "Source<TAB>Target" header
+    Retrieval   tsv_data/new_aan_pairs.{train,eval,test}.tsv   label id1 id2 text1 text2
+    Pathfinder  pathfinder<R>/<subset>/metadata/<batch>.npy (plain text) + imgs/<batch>/*.png
+    IMDb        aclImdb_v1.tar.gz: aclImdb/{train,test}/{pos,neg}/*.txt
+    CIFAR-10    cifar-10-binary.tar.gz: cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+import sys
+import tarfile
+from typing import Iterator, Union
+
+import numpy as np
+
+PathLike = Union[str, pathlib.Path]
+log = logging.getLogger(__name__)
+
+
+class DataFormatError(ValueError):
+  """A data file is missing or malformed; the message names the file and the record."""
+
+
+def require_file(path: pathlib.Path, what: str, hint: str) -> pathlib.Path:
+  if not path.is_file():
+    raise DataFormatError(f"missing {what}: {path} does not exist. {hint}")
+  return path
+
+
+def _label(value: str, num_classes: int, where: str) -> int:
+  try:
+    number = float(value)
+  except ValueError:
+    raise DataFormatError(f"{where}: label {value!r} is not a number") from None
+  if number != int(number) or not 0 <= number < num_classes:
+    raise DataFormatError(f"{where}: label {value!r} is out of range 0..{num_classes - 1}")
+  return int(number)
+
+
+def read_listops_tsv(path: PathLike) -> Iterator[tuple[str, int]]:
+  """Yields (source expression, label 0..9)."""
+  path = pathlib.Path(path)
+  with open(path, encoding="utf-8") as f:
+    header = f.readline().rstrip("\n").split("\t")
+    if header != ["Source", "Target"]:
+      raise DataFormatError(f"{path}:1: expected the header 'Source<TAB>Target', got {header}")
+    for line_no, line in enumerate(f, start=2):
+      fields = line.rstrip("\n").split("\t")
+      if len(fields) != 2 or not fields[0].strip():
+        raise DataFormatError(f"{path}:{line_no}: expected 2 tab-separated fields "
+                              f"(Source, Target), got {len(fields)}")
+      yield fields[0], _label(fields[1], 10, f"{path}:{line_no}")
+
+
+def read_aan_tsv(path: PathLike) -> Iterator[tuple[int, str, str, bytes, bytes]]:
+  """Yields (label 0/1, id1, id2, text1, text2) from a new_aan_pairs file (no header)."""
+  path = pathlib.Path(path)
+  with open(path, "rb") as f:
+    for line_no, line in enumerate(f, start=1):
+      fields = line.rstrip(b"\r\n").split(b"\t")
+      if len(fields) != 5:
+        raise DataFormatError(f"{path}:{line_no}: expected 5 tab-separated fields "
+                              f"(label, id1, id2, text1, text2), got {len(fields)}")
+      label = _label(fields[0].decode("ascii", "replace"), 2, f"{path}:{line_no}")
+      yield label, fields[1].decode("utf-8", "replace"), fields[2].decode("utf-8", "replace"), \
+          fields[3], fields[4]
+
+
+def _batch_key(path: pathlib.Path):
+  return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+
+def read_pathfinder_metadata(folder: PathLike) -> Iterator[tuple[pathlib.Path, int]]:
+  """Yields (image path, label) in the canonical order: metadata files by batch number,
+  then line order. The .npy metadata files are plain text, one image per line."""
+  folder = pathlib.Path(folder)
+  meta_dir = folder / "metadata"
+  if not meta_dir.is_dir():
+    raise DataFormatError(f"missing Pathfinder metadata folder {meta_dir}; expected the "
+                          "LRA layout <subset>/metadata/<batch>.npy and <subset>/imgs/.")
+  files = sorted(meta_dir.glob("*.npy"), key=_batch_key)
+  if not files:
+    raise DataFormatError(f"no metadata/*.npy files in {folder}")
+  for meta in files:
+    with open(meta, encoding="utf-8", errors="replace") as f:
+      for line_no, line in enumerate(f, start=1):
+        fields = line.split()
+        if not fields:
+          continue
+        if len(fields) < 4:
+          raise DataFormatError(f"{meta}:{line_no}: expected at least 4 space-separated "
+                                f"fields (subdir filename index label ...), got {len(fields)}")
+        yield folder / fields[0] / fields[1], _label(fields[3], 2, f"{meta}:{line_no}")
+
+
+def read_png(path: pathlib.Path, size: int) -> np.ndarray | None:
+  """An 8-bit grayscale (size, size) image; None (with a warning) for an empty file."""
+  from PIL import Image  # only needed when building Pathfinder
+
+  if not path.is_file():
+    raise DataFormatError(f"missing image {path} (listed in its metadata file)")
+  if path.stat().st_size == 0:
+    log.warning("skipping empty image file %s (a known defect of the LRA release)", path)
+    return None
+  try:
+    with Image.open(path) as img:
+      array = np.asarray(img.convert("L"), np.uint8)
+  except Exception as e:  # PIL raises several types for corrupt files
+    raise DataFormatError(f"cannot decode image {path}: {e}") from None
+  if array.shape != (size, size):
+    raise DataFormatError(f"image {path} has shape {array.shape}, expected ({size}, {size})")
+  return array
+
+
+_IMDB_NAME = re.compile(r"aclImdb/(train|test)/(pos|neg)/[^/]+\.txt$")
+
+
+def read_imdb_archive(path: PathLike) -> Iterator[tuple[str, bytes, int]]:
+  """Yields (split, review bytes, label) from aclImdb_v1.tar.gz; neg = 0, pos = 1, as in
+  tfds imdb_reviews. Unlabelled reviews (train/unsup) are skipped."""
+  path = pathlib.Path(path)
+  try:
+    with tarfile.open(path, "r:*") as tar:
+      for member in tar:
+        match = _IMDB_NAME.search(member.name)
+        if member.isfile() and match:
+          data = tar.extractfile(member).read()
+          yield match.group(1), data, int(match.group(2) == "pos")
+  except tarfile.TarError as e:
+    raise DataFormatError(f"{path} is not a readable tar archive: {e}") from None
+
+
+_CIFAR_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def rgb_to_grayscale(rgb_Nx32x32x3: np.ndarray) -> np.ndarray:
+  """tf.image.rgb_to_grayscale on uint8 images, bit for bit: weights (0.2989, 0.5870,
+  0.1140) on [0, 1] floats, then converted back to uint8 by scaling with 255.5 and
+  truncating, as tf.image.convert_image_dtype does."""
+  floats = rgb_Nx32x32x3.astype(np.float32) / np.float32(255.0)
+  gray = floats @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+  return np.clip(gray * np.float32(255.5), 0, 255).astype(np.uint8)
+
+
+def read_cifar_archive(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (grayscale images (N, 32, 32) uint8, labels (N,))} from the binary archive."""
+  path = pathlib.Path(path)
+  found: dict[str, bytes] = {}
+  try:
+    with tarfile.open(path, "r:*") as tar:
+      for member in tar:
+        name = member.name.rsplit("/", 1)[-1]
+        if member.isfile() and any(name in files for files in _CIFAR_FILES.values()):
+          found[name] = tar.extractfile(member).read()
+  except tarfile.TarError as e:
+    raise DataFormatError(f"{path} is not a readable tar archive: {e}") from None
+  out = {}
+  for split, files in _CIFAR_FILES.items():
+    raw = []
+    for name in files:
+      if name not in found:
+        raise DataFormatError(f"{path} has no cifar-10-batches-bin/{name}; is it "
+                              "cifar-10-binary.tar.gz (not the python version)?")
+      if len(found[name]) % CIFAR_RECORD:
+        raise DataFormatError(f"{path}: {name} has {len(found[name])} bytes, not a "
+                              f"multiple of the {CIFAR_RECORD}-byte record")
+      raw.append(np.frombuffer(found[name], np.uint8).reshape(-1, CIFAR_RECORD))
+    records = np.concatenate(raw)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max(initial=0) > 9:
+      raise DataFormatError(f"{path}: label {labels.max()} out of range 0..9")
+    rgb = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    out[split] = (rgb_to_grayscale(rgb), labels)
+  return out
+
+
+
+
+__all__ = ["DataFormatError", "read_listops_tsv", "read_aan_tsv", "read_pathfinder_metadata",
+           "read_png", "read_imdb_archive", "read_cifar_archive", "rgb_to_grayscale"]
