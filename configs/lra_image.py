@@ -1,0 +1,36 @@
+"""Grayscale CIFAR-10 as a 1,024-pixel sequence (Image) with Luna: the Luna LRA settings.
+
+Prepare once (downloads cifar-10-binary.tar.gz, or --source manual --manual_dir DIR):
+    python -m luna_jax.data prepare image --data_dir ~/lra_data
+Full run:
+    python train.py --config configs/lra_image.py --workdir runs/image
+  Published (Luna paper, test accuracy): Luna-16 46.39, Luna-256 47.86. Not yet reproduced here.
+Pixels are tokens v + 1, so black pixels are not padding (LRA's input > 0 mask made them
+padding). Sequences are 1,024 pixels + CLS + EOS = 1,026 positions (Luna used 1,024).
+CPU variant:
+    python train.py --config configs/lra_image.py:cpu --workdir runs/image_cpu
+"""
+
+from luna_jax.training.config import base_config
+
+
+def get_config(variant: str = ""):
+  c = base_config()
+  c.task = "image"
+  c.max_len = 1026
+  m = c.model
+  m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 1, 64, 8, 128, 128
+  m.dropout, m.attention_dropout = 0.3, 0.1
+  o = c.optimizer
+  o.learning_rate, o.warmup_steps, o.weight_decay = 5e-3, 4000, 0.0
+  c.batch_size, c.num_train_steps = 256, 35000
+  c.eval_every = c.checkpoint_every = 1000
+  if variant == "cpu":
+    m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 32, 4, 64, 64
+    o.learning_rate, o.warmup_steps = 1e-3, 100
+    c.batch_size, c.num_train_steps = 32, 400
+    c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
+  elif variant:
+    raise ValueError(f"unknown variant {variant!r} of lra_image.py; known: cpu")
+  m.linformer.max_len = c.max_len
+  return c

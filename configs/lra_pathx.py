@@ -1,0 +1,25 @@
+"""Path-X (Pathfinder 128 x 128, hard subset, 16,386 positions) with Luna.
+
+There is no Luna reference for Path-X (every model of the LRA paper stays at chance, 50%);
+this uses the Pathfinder-32 settings at the longer length.
+Prepare once, from the LRA release or generated:
+    python -m luna_jax.data prepare pathx --data_dir ~/lra_data --release_dir ~/lra_release
+Full run:
+    python train.py --config configs/lra_pathx.py --workdir runs/pathx
+CPU variant (a small generated set; demonstrates the pipeline, not the task):
+    python -m luna_jax.data prepare pathx --data_dir ~/lra_data_cpu --num_examples 400
+    python train.py --config configs/lra_pathx.py:cpu --workdir runs/pathx_cpu
+"""
+
+from configs import lra_pathfinder
+
+
+def get_config(variant: str = ""):
+  c = lra_pathfinder.get_config(variant)
+  c.task = "pathx"
+  c.max_len = 128 * 128 + 2
+  c.model.linformer.max_len = c.max_len
+  if variant == "cpu":
+    c.batch_size, c.num_train_steps, c.max_eval_batches = 8, 50, 4
+    c.log_every, c.eval_every, c.checkpoint_every = 10, 25, 25
+  return c

@@ -1,0 +1,57 @@
+"""Orbax checkpoints: the latest states (with the data iterator's position) and the best
+parameters by validation accuracy, in two folders of the workdir.
+
+Orbax writes each checkpoint to a temporary folder and renames it when complete, so a
+crash mid-save never replaces a good checkpoint with a broken one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Optional
+
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+
+  def __init__(self, directory: pathlib.Path, keep: int):
+    directory = pathlib.Path(directory).absolute()
+    self.directory = directory
+    self.latest = ocp.CheckpointManager(
+        directory / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.best = ocp.CheckpointManager(
+        directory / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+  def latest_step(self) -> Optional[int]:
+    return self.latest.latest_step()
+
+  def best_step(self) -> Optional[int]:
+    return self.best.latest_step()
+
+  def save_latest(self, step: int, state, meta: dict) -> None:
+    self.latest.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+
+  def save_best(self, step: int, params, meta: dict) -> None:
+    self.best.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)))
+
+  def restore_latest(self, abstract_state, step: Optional[int] = None) -> tuple[Any, dict]:
+    step = self.latest.latest_step() if step is None else step
+    out = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return out.state, out.meta
+
+  def restore_best(self, abstract_params) -> tuple[Any, dict]:
+    out = self.best.restore(self.best.latest_step(), args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_params), meta=ocp.args.JsonRestore()))
+    return out.params, out.meta
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()

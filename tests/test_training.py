@@ -1,0 +1,177 @@
+"""train_and_evaluate end to end: every task, resume, sharding, errors, NaN, eval.py."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import portpicker
+import pytest
+
+from luna_jax.training import NonFiniteLossError, train_and_evaluate, validate
+from luna_jax.training.checkpoint import Checkpointer
+from luna_jax.training.evaluate import evaluate_workdir
+from tests.training_fixtures import prepare_fixture_data, tiny_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return prepare_fixture_data(tmp_path_factory.mktemp("lra"))
+
+
+def _params(workdir, step=None):
+  """The parameters of a latest-state checkpoint, read back as host arrays."""
+  latest = pathlib.Path(workdir) / "checkpoints" / "latest"
+  step = step or max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+  path = latest / str(step) / "state"
+  checkpointer = ocp.StandardCheckpointer()
+  tree = checkpointer.metadata(path).item_metadata
+  tree = tree.tree if hasattr(tree, "tree") else tree
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # any saving topology
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  restored = checkpointer.restore(path, target)
+  return [np.asarray(a) for a in jax.tree.leaves(restored["params"])]
+
+
+@pytest.mark.parametrize("task,mechanism", [
+    ("listops", "luna"), ("text", "transformer"), ("retrieval", "luna"), ("image", "linformer"),
+    ("pathfinder32", "lightconv"), ("pathx", "dynamicconv")])
+def test_every_task_trains_end_to_end(task, mechanism, data_dir, tmp_path):
+  summary = train_and_evaluate(tiny_config(task, data_dir, mechanism), tmp_path)
+  assert summary["steps"] == 4 and summary["best_step"] in (2, 4)
+  assert 0 <= summary["test_accuracy"] <= 1 and 0 < summary["test_majority_rate"] <= 1
+  assert "best checkpoint" in summary["checkpoint_used"]
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {r["split"] for r in records} == {"train", "validation", "test"}
+  assert all(np.isfinite(r["loss"]) for r in records)
+  assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+  assert json.loads((tmp_path / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(data_dir, tmp_path):
+  config = tiny_config("listops", data_dir, steps=8)
+  config.checkpoint_every = 4
+  config.model.dropout = 0.3  # dropout keys must be replayed exactly too
+  train_and_evaluate(config, tmp_path / "straight")
+
+  class Killed(Exception):
+    pass
+
+  def kill_after_step_6(step, metrics):
+    if step == 6:
+      raise Killed()
+
+  with pytest.raises(Killed):
+    train_and_evaluate(config, tmp_path / "resumed", step_callback=kill_after_step_6)
+  assert Checkpointer(tmp_path / "resumed" / "checkpoints", 2).latest_step() == 4
+  summary = train_and_evaluate(config, tmp_path / "resumed")
+  assert summary["steps"] == 8
+  for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed")):
+    np.testing.assert_array_equal(a, b)
+
+
+def _run_in_subprocess(config, workdir, env_extra, log, args=()):
+  """Starts train_subprocess.py; output goes to a file (a full pipe would stall one
+  process of a multi-process run, and with it the other)."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), **env_extra)
+  script = ROOT / "tests" / "train_subprocess.py"
+  return subprocess.Popen([sys.executable, str(script), config.to_json(), str(workdir), *args],
+                          env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def test_eight_devices_and_two_processes_match_one_device(data_dir, tmp_path):
+  """All three run in fresh processes (the test process has float64 enabled)."""
+  config = tiny_config("listops", data_dir, steps=4)
+  config.batch_size = 8
+  # Adam divides by sqrt(v) + eps: with a tiny eps a gradient entry near zero turns
+  # float rounding into a full step of either sign. A larger eps keeps differences at
+  # the size of the rounding, so the comparison below can be tight.
+  config.optimizer.eps = 1e-2
+  port = portpicker.pick_unused_port()
+  runs = {
+      "one": [{"XLA_FLAGS": ""}],
+      "eight": [{"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}],
+      "two": [{"XLA_FLAGS": ""}, (f"127.0.0.1:{port}", "2", "0")],
+  }
+  procs = [(name, _run_in_subprocess(config, tmp_path / name, env, tmp_path / f"{name}.log",
+                                     *extra))
+           for name, (env, *extra) in runs.items()]
+  procs.append(("two", _run_in_subprocess(config, tmp_path / "two", {"XLA_FLAGS": ""},
+                                          tmp_path / "two1.log", (f"127.0.0.1:{port}", "2", "1"))))
+  for name, proc in procs:
+    proc.wait(timeout=600)
+  for log in sorted(tmp_path.glob("*.log")):
+    assert all(p.returncode == 0 for _, p in procs), log.read_text()
+  assert "devices: 8" in (tmp_path / "eight.log").read_text()
+  assert "processes: 2" in (tmp_path / "two.log").read_text()
+  def losses(name):
+    records = (json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+    return [r["loss"] for r in records if r["split"] == "train"]
+
+  one = _params(tmp_path / "one")
+  for name in ("eight", "two"):
+    np.testing.assert_allclose(losses(name), losses("one"), rtol=1e-5, err_msg=name)
+    for a, b in zip(one, _params(tmp_path / name)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_invalid_settings_fail_before_compiling(data_dir):
+  def fails(match, devices=1, **changes):
+    config = tiny_config("listops", data_dir)
+    for key, value in changes.items():
+      node = config
+      *path, last = key.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = value
+    with pytest.raises(ValueError, match=match):
+      validate(config, devices)
+
+  fails("model.name='performer' is not a mechanism; choose one of luna, transformer",
+        **{"model.name": "performer"})
+  fails("model.num_heads=3 must divide model.d_model=16", **{"model.num_heads": 3})
+  fails(r"batch_size=4 must be divisible by the number of devices \(3\)", devices=3)
+  fails("max_len=48 is longer than the Linformer projections allow",
+        **{"model.name": "linformer", "model.linformer.max_len": 32})
+  fails("unknown task 'listop'", task="listop")
+
+
+def test_train_py_rejects_misspelled_overrides_and_missing_data(tmp_path):
+  bad = subprocess.run([sys.executable, "train.py", "--config.model.nmae=luna",
+                        f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+  assert bad.returncode != 0 and "nmae" in bad.stderr
+  missing = subprocess.run(
+      [sys.executable, "train.py", "--config=configs/lra_text.py:cpu",
+       f"--config.data_dir={tmp_path / 'empty'}", f"--workdir={tmp_path / 'w'}"],
+      cwd=ROOT, capture_output=True, text=True)
+  assert missing.returncode != 0
+  assert "python -m luna_jax.data prepare text --data_dir" in missing.stderr
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+  config = tiny_config("listops", data_dir, steps=6)
+  config.checkpoint_every = 1
+  config.optimizer.learning_rate = 1e38
+  config.optimizer.warmup_steps = 1
+  with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+    train_and_evaluate(config, tmp_path)
+  step = Checkpointer(tmp_path / "checkpoints", 2).latest_step()
+  assert step is not None and step < 6
+  assert all(np.all(np.isfinite(a)) for a in _params(tmp_path, step))
+
+
+def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path):
+  summary = train_and_evaluate(tiny_config("retrieval", data_dir), tmp_path)
+  result = evaluate_workdir(tmp_path, "best", "test")
+  assert result["accuracy"] == pytest.approx(summary["test_accuracy"])
+  assert result["step"] == summary["best_step"]
+  latest = evaluate_workdir(tmp_path, "latest", "validation")
+  assert latest["step"] == 4
+  with pytest.raises(FileNotFoundError, match="available steps"):
+    evaluate_workdir(tmp_path, "3", "test")

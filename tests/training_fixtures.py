@@ -1,0 +1,54 @@
+"""Tiny configs and fixture datasets for the end-to-end training tests."""
+
+from __future__ import annotations
+
+import pathlib
+
+from luna_jax import data
+from luna_jax.training import base_config
+from tests import lra_fixtures as fx
+
+
+def prepare_fixture_data(root: pathlib.Path) -> pathlib.Path:
+  """Every task's fixture files, prepared into one tfds data dir."""
+  data_dir = root / "tfds"
+  if (data_dir / ".ready").exists():
+    return data_dir
+  release = root / "release"
+  rows = fx.LISTOPS_ROWS * 4
+  fx.write_listops(release, rows)
+  fx.write_aan(release, fx.AAN_ROWS * 3)
+  fx.write_pathfinder(release, 32, num_images=20)
+  fx.write_pathfinder(release, 128, num_images=10, empty_index=-1)
+  manual = root / "manual"
+  fx.write_imdb_archive(manual)
+  fx.write_cifar_archive(manual)
+  for task in ("listops", "retrieval", "pathfinder32", "pathx"):
+    data.prepare(task, data_dir, release_dir=release, progress=False)
+  for task in ("text", "image"):
+    data.prepare(task, data_dir, source="manual", manual_dir=manual, progress=False)
+  (data_dir / ".ready").touch()
+  return data_dir
+
+
+def tiny_config(task: str, data_dir, mechanism: str = "luna", steps: int = 4):
+  c = base_config()
+  c.task = task
+  c.data_dir = str(data_dir)
+  c.max_len = 48
+  c.generate_listops_examples = 0
+  m = c.model
+  m.name = mechanism
+  m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 1, 16, 2, 16, 16
+  m.luna.proj_len = 4
+  m.linformer.max_len = 48
+  m.lightconv.kernel_sizes = m.dynamicconv.kernel_sizes = (3, 5)
+  c.optimizer.warmup_steps = 2
+  c.optimizer.learning_rate = 1e-3
+  c.batch_size = 4
+  c.num_train_steps = steps
+  c.log_every = 1
+  c.eval_every = 2
+  c.checkpoint_every = 2
+  c.progress_bar = False
+  return c
