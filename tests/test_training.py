@@ -41,9 +41,12 @@ def _params(workdir, step=None):
 
 @pytest.mark.parametrize("task,mechanism", [
     ("listops", "luna"), ("text", "transformer"), ("retrieval", "luna"), ("image", "linformer"),
-    ("pathfinder32", "lightconv"), ("pathx", "dynamicconv")])
+    ("pathfinder32", "lightconv"), ("pathx", "dynamicconv"), ("listops", "bf16")])
 def test_every_task_trains_end_to_end(task, mechanism, data_dir, tmp_path):
-  summary = train_and_evaluate(tiny_config(task, data_dir, mechanism), tmp_path)
+  config = tiny_config(task, data_dir, "luna" if mechanism == "bf16" else mechanism)
+  if mechanism == "bf16":
+    config.model.dtype = "bfloat16"  # bf16 compute, float32 parameters
+  summary = train_and_evaluate(config, tmp_path)
   assert summary["steps"] == 4 and summary["best_step"] in (2, 4)
   assert 0 <= summary["test_accuracy"] <= 1 and 0 < summary["test_majority_rate"] <= 1
   assert "best checkpoint" in summary["checkpoint_used"]

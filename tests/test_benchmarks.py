@@ -1,0 +1,41 @@
+"""The benchmarks' --quick modes run end to end (no timing assertions: they must not rot)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(script, out):
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick",
+                         "--out", str(out)], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
+
+
+def test_mixers_quick_writes_json_table_and_plot(tmp_path):
+  run = _run("mixers.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("mixers_*_quick.json")
+  records = json.loads(json_path.read_text())["records"]
+  mixers = {r["mixer"] for r in records}
+  assert {"transformer", "luna-16", "luna-causal-16", "linformer-128", "lightconv-31",
+          "dynamicconv-31"} <= mixers
+  for r in records:
+    assert {"mixer", "seq_len", "fwd_bwd_ms", "temp_bytes"} <= set(r)
+    assert r["temp_bytes"] > 0 and (r["fwd_bwd_ms"] is None or r["fwd_bwd_ms"] > 0)
+  assert "| luna-16 |" in json_path.with_suffix(".md").read_text()
+  assert json_path.with_suffix(".png").stat().st_size > 1000
+
+
+def test_train_speed_quick_compares_with_the_softmax_baseline(tmp_path):
+  run = _run("train_speed.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("train_speed_*_quick.json")
+  records = json.loads(json_path.read_text())["records"]
+  assert {(r["mechanism"], r["seq_len"]) for r in records} >= {("transformer", 256),
+                                                              ("luna-16", 512)}
+  assert all(r["steps_per_s"] > 0 and r["temp_bytes"] > 0 for r in records)
