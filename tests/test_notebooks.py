@@ -4,6 +4,8 @@ are committed without outputs."""
 import json
 import pathlib
 
+import nbclient
+import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -25,10 +27,6 @@ def _parameters(tmp_path, **knobs) -> str:
 
 
 def _execute(name: str, parameters: str):
-  nbformat = pytest.importorskip("nbformat")
-  nbclient = pytest.importorskip("nbclient")
-  pytest.importorskip("ipykernel")
-  pytest.importorskip("matplotlib")
   nb = nbformat.read(NOTEBOOKS / name, as_version=4)
   tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
   assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
