@@ -8,7 +8,7 @@ import pytest
 import luna_jax
 from luna_jax.convolution import DynamicConv, LightweightConv, band_conv, unfold_conv
 from tests import numpy_reference as ref
-from tests.helpers import prefix_mask, rel_err
+from tests.helpers import decode_in_chunks, prefix_mask, rel_err
 
 F64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
 KINDS = {"light": (LightweightConv, ref.lightconv), "dynamic": (DynamicConv, ref.dynamicconv)}
@@ -88,15 +88,7 @@ def test_decoding_one_step_or_chunks_equals_full_pass(mixer, sizes):
                          mixer_options={"kernel_sizes": (3, 7)}, **F64)
   params = enc.init(jax.random.key(0), x)["params"]
   full = enc.apply({"params": params}, x)[0]
-  dec = enc.clone(decode=True)
-  cache = dec.init(jax.random.key(0), x)["cache"]
-  outs, start = [], 0
-  for size in sizes:
-    (y, _), v = dec.apply({"params": params, "cache": cache}, x[:, start:start + size],
-                          mutable=["cache"])
-    cache, start = v["cache"], start + size
-    outs.append(y)
-  np.testing.assert_allclose(np.concatenate(outs, axis=1), full, atol=1e-10)
+  np.testing.assert_allclose(decode_in_chunks(enc, params, x, sizes), full, atol=1e-10)
 
 
 def test_per_layer_kernel_sizes_default_to_the_paper():

@@ -7,7 +7,7 @@ import pytest
 
 import luna_jax
 from tests import numpy_reference as ref
-from tests.helpers import prefix_mask, rel_err
+from tests.helpers import decode_in_chunks, prefix_mask, rel_err
 
 F64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
 
@@ -96,15 +96,7 @@ def test_causal_luna_stack_decoding_equals_full_pass():
                              normalize_before=True, mixer_options={"chunk_size": 3}, **F64)
   params = enc.init(jax.random.key(0), x)["params"]
   full = enc.apply({"params": params}, x)[0]
-  dec = enc.clone(decode=True)
-  cache = dec.init(jax.random.key(0), x)["cache"]
-  outs, start = [], 0
-  for size in (1, 4, 2, 3):
-    (y, _), v = dec.apply({"params": params, "cache": cache}, x[:, start:start + size],
-                          mutable=["cache"])
-    cache, start = v["cache"], start + size
-    outs.append(y)
-  np.testing.assert_allclose(np.concatenate(outs, axis=1), full, atol=1e-10)
+  np.testing.assert_allclose(decode_in_chunks(enc, params, x, (1, 4, 2, 3)), full, atol=1e-10)
 
 
 def test_bfloat16_encoder_is_finite_and_close_to_float32():
