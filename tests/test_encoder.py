@@ -159,3 +159,11 @@ def test_demo_runs(capsys):
   assert "luna" in out and "transformer" in out
   gap = float(out.split("removed = ")[1].split()[0])
   assert gap < 1e-4
+
+
+def test_public_names_are_importable_from_the_top_level():
+  missing = [name for name in luna_jax.__all__ if not hasattr(luna_jax, name)]
+  assert not missing
+  for name in ("LunaAttention", "LunaCausalAttention", "LinformerAttention", "LightweightConv",
+               "DynamicConv", "MultiHeadAttention", "Encoder", "LraClassifier"):
+    assert name in luna_jax.__all__ and getattr(luna_jax, name).__doc__
