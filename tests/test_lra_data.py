@@ -1,7 +1,9 @@
 """Builders on small files in the official formats, the grain pipelines, clear errors."""
 
+import hashlib
 import logging
 import pathlib
+import tarfile
 
 import numpy as np
 import pytest
@@ -197,3 +199,145 @@ def test_command_line_generates_listops(tmp_path, capsys):
   assert len(data.data_source(task, "train", tmp_path)) == 12
   assert cli.main(["prepare", "listops", "--data_dir", str(tmp_path), "--no_progress"]) == 0
   assert "already prepared" in capsys.readouterr().out
+
+
+def _assert_nothing_prepared(task_name, data_dir):
+  """After a failed prepare: not prepared, no provenance, no half-written folder."""
+  task = data.get_task(task_name)
+  assert not data.is_prepared(task, data_dir)
+  assert data.read_provenance(task, data_dir) is None
+  assert not (pathlib.Path(data_dir) / task.builder).exists()
+
+
+def test_unknown_listops_token_fails_at_prepare_naming_file_line_and_token(tmp_path, capsys):
+  release = fx.write_listops(tmp_path / "release")
+  val = release / "listops-1000" / "basic_val.tsv"  # train is written before val fails
+  good = val.read_text()
+  val.write_text(good + "( ( [FIRST 1 ) ] )\t1\n")
+  args = ["prepare", "listops", "--data_dir", str(tmp_path / "tfds"), "--release_dir",
+          str(release), "--no_progress"]
+  assert cli.main(args) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]  # after tfds' progress bars
+  assert err.startswith("error: ")
+  assert f"{val}:6: unknown ListOps token '[FIRST'" in err
+  _assert_nothing_prepared("listops", tmp_path / "tfds")
+  val.write_text(good)  # fixed: a rerun works
+  assert cli.main(args) == 0
+  assert data.is_prepared(data.get_task("listops"), tmp_path / "tfds")
+
+
+@pytest.mark.parametrize("task_name,label", [("listops", "nan"), ("listops", "inf"),
+                                             ("retrieval", "nan"), ("retrieval", "-inf")])
+def test_non_finite_labels_fail_at_prepare_naming_file_and_line(task_name, label, tmp_path):
+  release = tmp_path / "release"
+  if task_name == "listops":
+    fx.write_listops(release, fx.LISTOPS_ROWS + [("( ( [MAX 1 ) ] )", label)])
+    bad, line, classes = release / "listops-1000" / "basic_train.tsv", 6, "0..9"
+  else:
+    fx.write_aan(release, fx.AAN_ROWS[:2] + [(label,) + fx.AAN_ROWS[2][1:]])
+    bad, line, classes = release / "tsv_data" / "new_aan_pairs.train.tsv", 3, "0..1"
+  with pytest.raises(readers.DataFormatError) as e:
+    data.prepare(task_name, tmp_path / "tfds", release_dir=release, progress=False)
+  assert str(e.value) == (f"{bad}:{line}: label '{label}' is not a finite number; a label "
+                          f"must be a whole number {classes}")
+  _assert_nothing_prepared(task_name, tmp_path / "tfds")
+
+
+def _truncate(path: pathlib.Path) -> None:
+  path.write_bytes(path.read_bytes()[:-60])
+
+
+@pytest.mark.parametrize("defect,message", [
+    ("empty", "is empty (0 bytes)"), ("truncated", "is truncated"),
+    ("no test", "has no test reviews"), ("no train", "has no train reviews")])
+def test_incomplete_imdb_archive_fails_naming_it(defect, message, tmp_path):
+  manual = tmp_path / "manual"
+  archive = manual / "aclImdb_v1.tar.gz"
+  if defect == "empty":
+    manual.mkdir()
+    archive.write_bytes(b"")
+  elif defect == "truncated":
+    _truncate(fx.write_imdb_archive(manual))
+  else:
+    fx._tar_gz(archive, {k: v for k, v in fx.IMDB_FILES.items()
+                         if f"/{defect.split()[1]}/" not in k})
+  with pytest.raises(readers.DataFormatError) as e:
+    data.prepare("text", tmp_path / "tfds", source="manual", manual_dir=manual, progress=False)
+  assert str(e.value).startswith(f"{archive} {message}")
+  assert str(e.value).endswith(f"Download {data.builders.IMDB_URL} again and put it at "
+                               f"{archive}.")
+  _assert_nothing_prepared("text", tmp_path / "tfds")
+  fx.write_imdb_archive(manual)  # a complete archive: a rerun works
+  data.prepare("text", tmp_path / "tfds", source="manual", manual_dir=manual, progress=False)
+  assert data.is_prepared(data.get_task("text"), tmp_path / "tfds")
+
+
+@pytest.mark.parametrize("defect,message", [
+    ("empty", "is empty (0 bytes)"), ("truncated", "is truncated"),
+    ("no records", ": test_batch.bin has 0 bytes")])
+def test_incomplete_cifar_archive_fails_naming_it(defect, message, tmp_path):
+  manual = tmp_path / "manual"
+  archive = fx.write_cifar_archive(manual)[0]
+  if defect == "no records":
+    with tarfile.open(archive) as tar:
+      files = {m.name: tar.extractfile(m).read() for m in tar}
+    fx._tar_gz(archive, {**files, "cifar-10-batches-bin/test_batch.bin": b""})
+  elif defect == "empty":
+    archive.write_bytes(b"")
+  elif defect == "truncated":
+    _truncate(archive)
+  with pytest.raises(readers.DataFormatError) as e:
+    data.prepare("image", tmp_path / "tfds", source="manual", manual_dir=manual, progress=False)
+  assert str(e.value).startswith(f"{archive}{'' if message[0] == ':' else ' '}{message}")
+  assert f"Download {data.builders.CIFAR_URL} again and put it at {archive}." in str(e.value)
+  _assert_nothing_prepared("image", tmp_path / "tfds")
+
+
+@pytest.mark.parametrize("kind,mode", [("rgb", "RGB"), ("16-bit", "I;16")])
+def test_pathfinder_refuses_rgb_and_16_bit_pngs(kind, mode, tmp_path):
+  from PIL import Image
+
+  release = tmp_path / "release"
+  fx.write_pathfinder(release, num_images=10, empty_index=3)
+  bad = release / "pathfinder32" / "curv_contour_length_14" / "imgs" / "1" / "sample_8.png"
+  pixels = (np.zeros((32, 32, 3), np.uint8) if kind == "rgb" else
+            np.full((32, 32), 1000, np.uint16))
+  Image.fromarray(pixels).save(bad)
+  with pytest.raises(readers.DataFormatError) as e:
+    data.prepare("pathfinder32", tmp_path / "tfds", release_dir=release, progress=False)
+  assert str(e.value).startswith(f"image {bad} has PIL mode {mode!r}; LRA Pathfinder images "
+                                 "are 8-bit grayscale (mode 'L')")
+  _assert_nothing_prepared("pathfinder32", tmp_path / "tfds")
+
+
+def test_prepare_records_and_prints_provenance(tmp_path, capsys):
+  release = fx.write_listops(tmp_path / "release")
+  data.prepare("listops", tmp_path / "rel", release_dir=release, progress=False)
+  got = data.read_provenance("listops", tmp_path / "rel")
+  assert got["source"] == "release" and got["release_dir"] == str(release.absolute())
+  assert got["splits"] == {"train": 4, "validation": 4, "test": 4}
+  assert f"listops data: read from the LRA release folder {release.absolute()}; train 4" in \
+      capsys.readouterr().out
+
+  d = _listops_dir(tmp_path, n=20)
+  got = data.read_provenance("listops", d)
+  assert (got["source"], got["generator"], got["seed"], got["num_examples"]) == (
+      "generate", "luna_jax.data.listops", 5, 20)
+  assert got["splits"]["train"] == 20 and pathlib.Path(got["generated_dir"]).is_dir()
+  assert "generated by luna_jax.data.listops (seed 5)" in capsys.readouterr().out
+
+  manual = tmp_path / "manual"
+  archive = fx.write_imdb_archive(manual)
+  data.prepare("text", tmp_path / "text", source="manual", manual_dir=manual, progress=False)
+  got = data.read_provenance("text", tmp_path / "text")
+  assert (got["source"], got["archive"], got["url"], got["size_bytes"], got["sha256"]) == (
+      "manual", str(archive.absolute()), None, archive.stat().st_size,
+      hashlib.sha256(archive.read_bytes()).hexdigest())
+  capsys.readouterr()
+  data.prepare("text", tmp_path / "text", progress=False)  # already prepared: says from what
+  assert f"text data: read from {archive.absolute()} (" in capsys.readouterr().out
+
+  folder = pathlib.Path(data.prepare("text", tmp_path / "text", progress=False))
+  (folder / "provenance.json").unlink()  # as prepared before provenance was recorded
+  assert data.read_provenance("text", tmp_path / "text") is None
+  assert data.describe_provenance(None).startswith("unknown")

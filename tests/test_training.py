@@ -54,7 +54,11 @@ def test_every_task_trains_end_to_end(task, mechanism, data_dir, tmp_path):
   assert {r["split"] for r in records} == {"train", "validation", "test"}
   assert all(np.isfinite(r["loss"]) for r in records)
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-  assert json.loads((tmp_path / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+  saved = json.loads((tmp_path / "summary.json").read_text())
+  assert saved["test_accuracy"] == summary["test_accuracy"]
+  provenance = saved["data_provenance"]  # the fixture files: a release folder or an archive
+  assert provenance["source"] == ("manual" if task in ("text", "image") else "release")
+  assert pathlib.Path(provenance.get("release_dir") or provenance["archive"]).exists()
 
 
 def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(data_dir, tmp_path):

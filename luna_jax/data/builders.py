@@ -126,14 +126,25 @@ class LraPathfinder(_Builder):
         yield str(path), {"image": image, "label": label}
 
 
-def _archive(dl_manager, name: str, url: str) -> pathlib.Path:
-  local = _manual(dl_manager) / name if dl_manager.manual_dir else None
-  if local is not None and local.is_file():
-    return local
-  return pathlib.Path(dl_manager.download(url))
+class _ArchiveBuilder(_Builder):
+  """Reads one official archive; `archive_used` records which file (and URL) it read."""
+
+  archive_used: dict | None = None
+
+  def _official_archive(self, dl_manager, name: str, url: str) -> tuple[pathlib.Path, str]:
+    """The manual dir's copy of the archive, else a download; and what to do if the
+    file turns out to be incomplete."""
+    local = _manual(dl_manager) / name if dl_manager.manual_dir else None
+    if local is not None and local.is_file():
+      self.archive_used = {"archive": str(local.absolute()), "url": None}
+      return local, f"Download {url} again and put it at {local}."
+    path = pathlib.Path(dl_manager.download(url))
+    self.archive_used = {"archive": str(path.absolute()), "url": url}
+    return path, (f"Delete {path} and prepare again to download it anew, or download {url} "
+                  f"and put it at {local or name} (--source manual).")
 
 
-class LraText(_Builder):
+class LraText(_ArchiveBuilder):
   """Byte-level IMDb reviews (2 classes), read from the official aclImdb_v1.tar.gz."""
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place aclImdb_v1.tar.gz ({IMDB_URL}) here."
@@ -142,16 +153,20 @@ class LraText(_Builder):
     return {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=2)}
 
   def _split_generators(self, dl_manager):
-    archive = _archive(dl_manager, "aclImdb_v1.tar.gz", IMDB_URL)
-    return {split: self._generate_examples(archive, split) for split in ("train", "test")}
+    archive, hint = self._official_archive(dl_manager, "aclImdb_v1.tar.gz", IMDB_URL)
+    # One pass, before anything is written: an incomplete archive fails here. The keys
+    # are the reviews' order in the archive, as when each split read it on its own.
+    reviews = {"train": [], "test": []}
+    for i, (split, text, label) in enumerate(readers.read_imdb_archive(archive, hint)):
+      reviews[split].append((i, text, label))
+    return {split: self._generate_examples(items) for split, items in reviews.items()}
 
-  def _generate_examples(self, archive, split):
-    for i, (s, text, label) in enumerate(readers.read_imdb_archive(archive)):
-      if s == split:
-        yield i, {"text": text, "label": label}
+  def _generate_examples(self, items):
+    for i, text, label in items:
+      yield i, {"text": text, "label": label}
 
 
-class LraImage(_Builder):
+class LraImage(_ArchiveBuilder):
   """Grayscale CIFAR-10 (10 classes): train = first 90% of the training batches,
   validation = the last 10%, test = the test batch, as in LRA."""
 
@@ -162,7 +177,8 @@ class LraImage(_Builder):
             "label": tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
-    data = readers.read_cifar_archive(_archive(dl_manager, "cifar-10-binary.tar.gz", CIFAR_URL))
+    data = readers.read_cifar_archive(*self._official_archive(
+        dl_manager, "cifar-10-binary.tar.gz", CIFAR_URL))
     images, labels = data["train"]
     cut = int(0.9 * len(labels))
     return {"train": self._generate_examples(images[:cut], labels[:cut]),

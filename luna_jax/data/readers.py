@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import logging
+import math
 import pathlib
 import re
 import sys
 import tarfile
+import zlib
 from typing import Iterator, Union
 
 import numpy as np
+
+from luna_jax.data import vocab
 
 PathLike = Union[str, pathlib.Path]
 log = logging.getLogger(__name__)
@@ -33,13 +37,29 @@ def require_file(path: pathlib.Path, what: str, hint: str) -> pathlib.Path:
 
 
 def _label(value: str, num_classes: int, where: str) -> int:
+  must = f"a label must be a whole number 0..{num_classes - 1}"
   try:
     number = float(value)
   except ValueError:
-    raise DataFormatError(f"{where}: label {value!r} is not a number") from None
+    raise DataFormatError(f"{where}: label {value!r} is not a number; {must}") from None
+  if not math.isfinite(number):
+    raise DataFormatError(f"{where}: label {value!r} is not a finite number; {must}")
   if number != int(number) or not 0 <= number < num_classes:
-    raise DataFormatError(f"{where}: label {value!r} is out of range 0..{num_classes - 1}")
+    raise DataFormatError(f"{where}: label {value!r} is out of range; {must}")
   return int(number)
+
+
+_LISTOPS_KNOWN = frozenset(vocab.LISTOPS_TOKENS)
+
+
+def _check_listops_tokens(source: str, where: str) -> None:
+  """Every token must be one of the 15 of the vocabulary ("]" is read as "X")."""
+  words = source.replace("(", " ").replace(")", " ").split()
+  if _LISTOPS_KNOWN.issuperset(w.replace("]", "X") for w in words):
+    return
+  bad = next(w for w in words if w.replace("]", "X") not in _LISTOPS_KNOWN)
+  raise DataFormatError(f"{where}: unknown ListOps token {bad!r}; a Source holds only the "
+                        "operators [MIN [MAX [MED [SM, the digits 0-9, ']' and parentheses")
 
 
 def read_listops_tsv(path: PathLike) -> Iterator[tuple[str, int]]:
@@ -54,6 +74,7 @@ def read_listops_tsv(path: PathLike) -> Iterator[tuple[str, int]]:
       if len(fields) != 2 or not fields[0].strip():
         raise DataFormatError(f"{path}:{line_no}: expected 2 tab-separated fields "
                               f"(Source, Target), got {len(fields)}")
+      _check_listops_tokens(fields[0], f"{path}:{line_no}")
       yield fields[0], _label(fields[1], 10, f"{path}:{line_no}")
 
 
@@ -99,7 +120,8 @@ def read_pathfinder_metadata(folder: PathLike) -> Iterator[tuple[pathlib.Path, i
 
 
 def read_png(path: pathlib.Path, size: int) -> np.ndarray | None:
-  """An 8-bit grayscale (size, size) image; None (with a warning) for an empty file."""
+  """An 8-bit grayscale (size, size) image; None (with a warning) for an empty file.
+  Any other mode (RGB, 16-bit, palette) is refused rather than converted."""
   from PIL import Image  # only needed when building Pathfinder
 
   if not path.is_file():
@@ -109,9 +131,15 @@ def read_png(path: pathlib.Path, size: int) -> np.ndarray | None:
     return None
   try:
     with Image.open(path) as img:
-      array = np.asarray(img.convert("L"), np.uint8)
+      mode = img.mode
+      array = np.asarray(img, np.uint8) if mode == "L" else None
   except Exception as e:  # PIL raises several types for corrupt files
     raise DataFormatError(f"cannot decode image {path}: {e}") from None
+  if array is None:
+    raise DataFormatError(
+        f"image {path} has PIL mode {mode!r}; LRA Pathfinder images are 8-bit grayscale "
+        "(mode 'L'). Use the release's images unchanged, or regenerate the data with "
+        "--source generate.")
   if array.shape != (size, size):
     raise DataFormatError(f"image {path} has shape {array.shape}, expected ({size}, {size})")
   return array
@@ -120,19 +148,36 @@ def read_png(path: pathlib.Path, size: int) -> np.ndarray | None:
 _IMDB_NAME = re.compile(r"aclImdb/(train|test)/(pos|neg)/[^/]+\.txt$")
 
 
-def read_imdb_archive(path: PathLike) -> Iterator[tuple[str, bytes, int]]:
-  """Yields (split, review bytes, label) from aclImdb_v1.tar.gz; neg = 0, pos = 1, as in
-  tfds imdb_reviews. Unlabelled reviews (train/unsup) are skipped."""
-  path = pathlib.Path(path)
+def _tar_members(path: pathlib.Path, keep, hint: str) -> Iterator[tuple[str, bytes]]:
+  """(member name, bytes) of each regular file whose name passes `keep`; an empty,
+  truncated or corrupt archive raises DataFormatError naming it."""
+  if path.is_file() and path.stat().st_size == 0:
+    raise DataFormatError(f"{path} is empty (0 bytes): the archive is incomplete. {hint}")
   try:
     with tarfile.open(path, "r:*") as tar:
       for member in tar:
-        match = _IMDB_NAME.search(member.name)
-        if member.isfile() and match:
-          data = tar.extractfile(member).read()
-          yield match.group(1), data, int(match.group(2) == "pos")
-  except tarfile.TarError as e:
-    raise DataFormatError(f"{path} is not a readable tar archive: {e}") from None
+        if member.isfile() and keep(member.name):
+          yield member.name, tar.extractfile(member).read()
+  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    raise DataFormatError(f"{path} is truncated or not a readable tar.gz archive ({e}). "
+                          f"{hint}") from None
+
+
+def read_imdb_archive(path: PathLike, hint: str = "") -> Iterator[tuple[str, bytes, int]]:
+  """Yields (split, review bytes, label) from aclImdb_v1.tar.gz; neg = 0, pos = 1, as in
+  tfds imdb_reviews. Unlabelled reviews (train/unsup) are skipped. An archive without
+  train or test reviews raises DataFormatError (after the last review); `hint` says
+  what to do and ends every error message."""
+  path = pathlib.Path(path)
+  counts = {"train": 0, "test": 0}
+  for name, data in _tar_members(path, _IMDB_NAME.search, hint):
+    match = _IMDB_NAME.search(name)
+    counts[match.group(1)] += 1
+    yield match.group(1), data, int(match.group(2) == "pos")
+  for split, count in counts.items():
+    if not count:
+      raise DataFormatError(f"{path} has no {split} reviews (aclImdb/{split}/pos|neg/*.txt): "
+                            f"the archive is incomplete or not aclImdb_v1.tar.gz. {hint}")
 
 
 _CIFAR_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
@@ -148,28 +193,25 @@ def rgb_to_grayscale(rgb_Nx32x32x3: np.ndarray) -> np.ndarray:
   return np.clip(gray * np.float32(255.5), 0, 255).astype(np.uint8)
 
 
-def read_cifar_archive(path: PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{split: (grayscale images (N, 32, 32) uint8, labels (N,))} from the binary archive."""
+def read_cifar_archive(path: PathLike,
+                       hint: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{split: (grayscale images (N, 32, 32) uint8, labels (N,))} from the binary archive;
+  `hint` says what to do and ends the messages about an incomplete archive."""
   path = pathlib.Path(path)
-  found: dict[str, bytes] = {}
-  try:
-    with tarfile.open(path, "r:*") as tar:
-      for member in tar:
-        name = member.name.rsplit("/", 1)[-1]
-        if member.isfile() and any(name in files for files in _CIFAR_FILES.values()):
-          found[name] = tar.extractfile(member).read()
-  except tarfile.TarError as e:
-    raise DataFormatError(f"{path} is not a readable tar archive: {e}") from None
+  wanted = {name for files in _CIFAR_FILES.values() for name in files}
+  base = lambda name: name.rsplit("/", 1)[-1]  # noqa: E731
+  found = {base(name): data for name, data in
+           _tar_members(path, lambda name: base(name) in wanted, hint)}
   out = {}
   for split, files in _CIFAR_FILES.items():
     raw = []
     for name in files:
       if name not in found:
         raise DataFormatError(f"{path} has no cifar-10-batches-bin/{name}; is it "
-                              "cifar-10-binary.tar.gz (not the python version)?")
-      if len(found[name]) % CIFAR_RECORD:
-        raise DataFormatError(f"{path}: {name} has {len(found[name])} bytes, not a "
-                              f"multiple of the {CIFAR_RECORD}-byte record")
+                              f"cifar-10-binary.tar.gz (not the python version)? {hint}")
+      if not found[name] or len(found[name]) % CIFAR_RECORD:
+        raise DataFormatError(f"{path}: {name} has {len(found[name])} bytes, not a positive "
+                              f"multiple of the {CIFAR_RECORD}-byte record. {hint}")
       raw.append(np.frombuffer(found[name], np.uint8).reshape(-1, CIFAR_RECORD))
     records = np.concatenate(raw)
     labels = records[:, 0].astype(np.int64)

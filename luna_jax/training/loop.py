@@ -220,6 +220,9 @@ def train_and_evaluate(config, workdir, *,
       "test_accuracy": test["accuracy"], "test_majority_rate": test["majority_rate"],
       "test_examples": test["examples"], "checkpoint_used": used,
       "wall_time_s": time.time() - start_time,
+      # Official or generated data, and which: recorded by `prepare`.
+      "data_provenance": (data.read_provenance(task, trainer.data_dir) or
+                          data.describe_provenance(None)),
   }
   if lead:
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
