@@ -341,3 +341,36 @@ def test_prepare_records_and_prints_provenance(tmp_path, capsys):
   (folder / "provenance.json").unlink()  # as prepared before provenance was recorded
   assert data.read_provenance("text", tmp_path / "text") is None
   assert data.describe_provenance(None).startswith("unknown")
+
+
+def test_generated_split_sizes(tmp_path):
+  """--num_examples is the training split; validation and test get the official
+  proportion (ListOps 2,000 per 96,000, Pathfinder 1 per 8) unless given."""
+  listops, pathfinder = data.get_task("listops"), data.get_task("pathfinder32")
+  assert data.generated_sizes(listops) == {"train": 96_000, "validation": 2_000, "test": 2_000}
+  assert data.generated_sizes(pathfinder) == {"train": 160_000, "validation": 20_000,
+                                              "test": 20_000}
+  assert data.generated_sizes(pathfinder, 100) == {"train": 100, "validation": 12, "test": 12}
+  assert data.generated_sizes(listops, 100, 10) == {"train": 100, "validation": 10, "test": 10}
+  with pytest.raises(ValueError, match="num_eval_examples must be at least 1"):
+    data.generated_sizes(listops, 100, 0)
+
+  d = tmp_path / "tfds"
+  data.prepare("listops", d, num_examples=96, progress=False)
+  assert {s: len(data.data_source(listops, s, d)) for s in ("train", "validation", "test")} \
+      == {"train": 96, "validation": 2, "test": 2}
+  data.prepare("pathfinder32", d, num_examples=16, num_eval_examples=3, progress=False)
+  assert {s: len(data.data_source(pathfinder, s, d)) for s in ("train", "validation", "test")} \
+      == {"train": 16, "validation": 3, "test": 3}
+
+
+def test_pathfinder_regenerated_smaller_keeps_no_old_images(tmp_path):
+  """30 then 12 images (--overwrite) gives 12 + their validation and test, not 30's."""
+  d, task = tmp_path / "tfds", data.get_task("pathfinder32")
+  data.prepare("pathfinder32", d, num_examples=24, num_eval_examples=3, progress=False)
+  data.prepare("pathfinder32", d, num_examples=8, num_eval_examples=2, progress=False,
+               overwrite=True)
+  sizes = {s: len(data.data_source(task, s, d)) for s in ("train", "validation", "test")}
+  assert sizes == {"train": 8, "validation": 2, "test": 2}
+  generated = d / "generated" / "lra_pathfinder_32_hard_seed0"
+  assert len(list(generated.rglob("*.png"))) == 12

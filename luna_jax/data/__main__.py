@@ -26,7 +26,10 @@ def main(argv=None) -> int:
   p.add_argument("--manual_dir", help="folder holding aclImdb_v1.tar.gz / "
                                       "cifar-10-binary.tar.gz (default DATA_DIR/downloads/manual)")
   p.add_argument("--num_examples", type=int, help="generated training examples "
-                 "(validation and test get a tenth each); default: the official sizes")
+                 "(default: the official 96,000 for ListOps, 160,000 for Pathfinder)")
+  p.add_argument("--num_eval_examples", type=int, help="generated validation and test "
+                 "examples, each (default: the official proportion to the training "
+                 "examples: ListOps 2,000 per 96,000, Pathfinder 1 per 8, as its 80/10/10)")
   p.add_argument("--seed", type=int, default=0, help="generator seed")
   p.add_argument("--difficulty", default="hard", help="Pathfinder: easy, intermediate, hard")
   p.add_argument("--overwrite", action="store_true", help="rebuild a prepared dataset")
@@ -35,7 +38,8 @@ def main(argv=None) -> int:
   logging.basicConfig(level=logging.WARNING)
   try:
     path = prepare(args.task, args.data_dir, source=args.source, release_dir=args.release_dir,
-                   manual_dir=args.manual_dir, num_examples=args.num_examples, seed=args.seed,
+                   manual_dir=args.manual_dir, num_examples=args.num_examples,
+                   num_eval_examples=args.num_eval_examples, seed=args.seed,
                    difficulty=args.difficulty, overwrite=args.overwrite,
                    progress=not args.no_progress)
   except (DataFormatError, ValueError, FileNotFoundError) as e:

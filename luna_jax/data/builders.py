@@ -24,7 +24,6 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 LRA_RELEASE_HINT = ("The LRA release (lra_release.gz, about 8 GB) is linked from "
                     "https://github.com/google-research/long-range-arena; unpack it and pass "
                     "its lra_release folder as --release_dir.")
-PATHFINDER_SPLITS = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
 
 
 def _manual(dl_manager) -> pathlib.Path:
@@ -91,8 +90,9 @@ class PathfinderConfig(tfds.core.BuilderConfig):
 
 
 class LraPathfinder(_Builder):
-  """Pathfinder (2 classes): are the two markers on one contour? Split 80/10/10 in the
-  canonical order (metadata files by batch number, then line order)."""
+  """Pathfinder (2 classes): are the two markers on one contour? Split in the canonical
+  order (metadata files by batch number, then line order): 80/10/10 for the release,
+  the recorded sizes for generated data (`readers.read_pathfinder_split_sizes`)."""
 
   BUILDER_CONFIGS = [
       PathfinderConfig(resolution=r, difficulty=d,
@@ -110,13 +110,13 @@ class LraPathfinder(_Builder):
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
     subset = pathfinder_gen.DIFFICULTIES[cfg.difficulty][0]
-    entries = list(readers.read_pathfinder_metadata(
-        _manual(dl_manager) / f"pathfinder{cfg.resolution}" / subset))
+    folder = _manual(dl_manager) / f"pathfinder{cfg.resolution}" / subset
+    entries = list(readers.read_pathfinder_metadata(folder))
+    sizes = readers.read_pathfinder_split_sizes(folder, len(entries))
     splits, start = {}, 0
-    for i, (split, fraction) in enumerate(PATHFINDER_SPLITS):
-      stop = len(entries) if i == len(PATHFINDER_SPLITS) - 1 else start + int(fraction * len(entries))
-      splits[split] = self._generate_examples(entries[start:stop])
-      start = stop
+    for split in ("train", "validation", "test"):
+      splits[split] = self._generate_examples(entries[start:start + sizes[split]])
+      start += sizes[split]
     return splits
 
   def _generate_examples(self, entries):

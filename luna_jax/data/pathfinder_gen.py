@@ -4,33 +4,50 @@ An image holds two target contours and several shorter distractor contours, each
 of short line segments ("paddles") separated by small gaps. Two markers sit on contour
 tips; the label says whether both markers lie on the same contour.
 
-Geometry. A contour of n paddles is a polyline of n + 1 pivots p_0 .. p_n, consecutive
-pivots `paddle_length + 2 * paddle_margin` apart. Paddle k is the part of the segment
-p_k -> p_{k+1} that leaves a gap of `paddle_margin` at both ends, so the contour reads
-as a dashed curve whose dashes are `2 * paddle_margin` apart and whose tips p_0, p_n sit
-symmetrically just beyond its first and last paddle. A contour's first direction is
-uniform; each later change of direction is drawn from a 3-degree grid with weight
-cos^2(min(continuity * |dtheta|, pi / 2)), among the candidates that stay on the canvas
-and off the occupancy mask.
+Settings. Those of LRA's `data/pathfinder.py` docstring (the arguments Linsley et al.'s
+`snakes2.py` ran with for the release) for 32, 64, 128 and 256, and the generator's own
+defaults where that docstring gives none (paddle length 5 at 128 and 256; padding 22
+and seed distance 27 at 256), except the paddle length at 64, which is ours (3; see
+_GEOMETRY). At 128 the margin is drawn per image from {2, 3}.
+
+Geometry. A contour starts at a tip, where its first paddle begins, and each paddle's
+far end is `paddle_margin` short of the next pivot, from which the next paddle starts
+`paddle_margin` out: pivots p_0 .. p_n are `paddle_length + 2 * paddle_margin` apart,
+paddle k is the part of p_k -> p_{k+1} that leaves a gap of `paddle_margin` at both ends,
+and the tips (where markers go) are the outer ends of the first and last paddles, p_0
+and p_n themselves lying `paddle_margin` beyond them as in the original. A contour's first
+direction is uniform; each later change of direction is drawn from a 3-degree grid with
+weight cos^2(min(continuity * |dtheta|, pi / 2)), among the candidates that stay on the
+canvas and off the occupancy mask.
 
 Occupancy. The reference keeps a raster mask, dilates it by the margin and rejects
-paddles that touch it. Here the mask is kept in vector form: every drawn paddle (and
-every marker) is a capsule, a segment with a radius, and a candidate paddle overlaps
-the dilated mask exactly when its segment comes closer than (radius + thickness +
-margin) to an occupied segment. That is the same test without discretisation, and it
-is cheap to vectorise over all candidate directions at once. A contour's own newest
-paddle is exempt, as in the reference, since the next paddle always starts next to it.
-The targets' tips also get marker-sized discs, so that no other stroke touches a marker.
+paddles whose own dilated mask touches it. Here the mask is kept in vector form: every
+drawn paddle is a capsule, a segment with a radius (half the stroke width plus the
+margin: its dilated mask), every marker a disc, and a candidate paddle's dilated mask
+overlaps them exactly when its segment comes closer than (capsule radius + half the
+stroke width + margin), so paddles keep (stroke width + 2 margins) apart. That is the same test without
+discretisation, and it is cheap to vectorise over all candidate directions at once. A
+contour's own newest paddle is exempt, as in the reference, since the next paddle always
+starts next to it. The targets' tips also get marker-sized discs, so that no other stroke
+touches a marker (the reference does not reserve them; a marker hidden under a distractor
+only makes an example ambiguous).
 
 Growth. As in the reference, the first target tip is drawn at least 2 * seed_distance
 from the border, the second `seed_distance` from it, and the two targets grow one
-paddle each in turn; distractors start anywhere free. A stuck contour is regrown from
-a fresh seed a bounded number of times, then the whole image is redrawn with the next
-draws of the generator, and after a bounded number of those generation fails loudly.
+paddle each in turn; distractors start anywhere free. A stuck target pair is regrown
+from fresh seeds a bounded number of times, then the whole image is redrawn; a distractor
+that stays stuck after `_DISTRACTOR_ATTEMPTS` tries is left out, as the reference does
+(its `allow_incomplete`), and after a bounded number of full redraws generation fails
+loudly.
 
-Rendering. Every paddle (pixels within `paddle_thickness` of its segment) and every
-marker (a disc of `marker_radius`) is rasterised at `antialias_scale` times the output
-resolution and block-averaged down; the image is the maximum over strokes, in 0-255.
+Rendering: `pathfinder_render`, step for step as the original: PIL lines of width
+`paddle_thickness * antialias_scale` at the fine scale, Lanczos downsampling, the
+contrast of the LRA settings (targets: paddle x snake contrast; distractors: snake
+contrast), markers drawn over the whole image, and the image rescaled by its own min and
+max. Measured on 1,000 32 x 32 hard images (`python benchmarks/pathfinder_images.py`):
+2.46 saturated pixels (>= 250) per image and 13.6% of pixels above 64, where the original
+draws 2.7 and 12.4% (shared/reference/lra.md); 1.88 of the 5 distractors fit, on
+average, in the original's budget of tries.
 
 Coordinates are (y, x) in output pixels; pixel (i, j) covers [i, i + 1) x [j, j + 1).
 """
@@ -42,23 +59,28 @@ import dataclasses
 import math
 import os
 import pathlib
+import shutil
 from collections.abc import Callable
 
 import numpy as np
+
+from luna_jax.data import pathfinder_render
 
 
 @dataclasses.dataclass(frozen=True)
 class PathfinderSettings:
   """All the knobs of one Pathfinder variant; lengths are in output pixels.
 
-  `paddle_thickness` is the half-width of a stroke: pixels within it of the segment
-  are lit. `padding` is a border that no stroke may enter.
+  `paddle_thickness` is a stroke's full width (PIL's line width at the anti-alias scale,
+  divided by that scale); `padding` is a border that no stroke may enter;
+  `paddle_margins` are the margins an image draws its own from (one, except at 128).
+  Contrasts scale a stroke's intensity before the image is rescaled to 0-255.
   """
 
   resolution: int
   padding: int
   antialias_scale: int
-  paddle_margin: float
+  paddle_margins: tuple[float, ...]
   seed_distance: float
   marker_radius: float
   contour_length: int
@@ -67,11 +89,29 @@ class PathfinderSettings:
   continuity: float
   distractor_length: int
   num_distractor_snakes: int
+  target_contrast: float
+  distractor_contrast: float
+
+  @property
+  def paddle_margin(self) -> float:
+    """The margin, for settings with a single one (see `with_margin`)."""
+    if len(self.paddle_margins) != 1:
+      raise ValueError(f"these settings draw the margin per image from {self.paddle_margins}; "
+                       "use with_margin() to fix one.")
+    return self.paddle_margins[0]
+
+  def with_margin(self, margin: float) -> "PathfinderSettings":
+    return dataclasses.replace(self, paddle_margins=(margin,))
 
   @property
   def step(self) -> float:
     """Distance between consecutive pivots of a contour."""
     return self.paddle_length + 2 * self.paddle_margin
+
+  @property
+  def stroke_radius(self) -> float:
+    """Half a stroke's width: the radius of a paddle's capsule in the occupancy mask."""
+    return self.paddle_thickness / 2
 
 
 # name -> (subset folder of the LRA release, contour_length).
@@ -83,32 +123,39 @@ DIFFICULTIES: dict[str, tuple[str, int]] = {
 
 RESOLUTIONS = (32, 64, 128, 256)
 
-# Per-resolution geometry; the last entry is the distractor budget: the number of
-# distractor snakes is budget // distractor_length, so their total paddle count is
-# roughly constant across difficulties.
-#  - 32 and 128 are the LRA settings (margin 2 of the allowed 2-3 at 128).
-#  - 64 sits halfway between them on a log scale, rounded: pivot step 6 = paddle 3 +
-#    2 x margin 1.5 (32: 4, 128: 9), stroke width 2 px (32: 1, 128: 3), marker radius
-#    2 (geometric mean 2.1), seed distance 12 (11.8), continuity 1.4 (1.34), budget 27
-#    (26.5).
-#  - 256 is the 128 picture drawn twice as large: every length doubled (padding
-#    included), angles and counts unchanged.
-_GEOMETRY: dict[int, dict[str, float]] = {
-    32: dict(padding=1, paddle_margin=1, seed_distance=7, marker_radius=1.5,
-             paddle_length=2, paddle_thickness=0.5, continuity=1.0, budget=20),
-    64: dict(padding=1, paddle_margin=1.5, seed_distance=12, marker_radius=2,
-             paddle_length=3, paddle_thickness=1.0, continuity=1.4, budget=27),
-    128: dict(padding=1, paddle_margin=2, seed_distance=20, marker_radius=3,
-              paddle_length=5, paddle_thickness=1.5, continuity=1.8, budget=35),
-    256: dict(padding=2, paddle_margin=4, seed_distance=40, marker_radius=6,
-              paddle_length=10, paddle_thickness=3.0, continuity=1.8, budget=35),
+# Per resolution, from LRA's data/pathfinder.py docstring (the snakes2.py arguments of the
+# release); where it is silent, snakes2_wrapper.py's defaults (marked "default"). The
+# number of distractor snakes is budget // distractor_length (Python 2's `/` there), so
+# their total paddle count is roughly constant across difficulties. Contrasts: targets
+# get paddle_contrast x snake_contrast, distractors snake_contrast alone.
+_GEOMETRY: dict[int, dict] = {
+    32: dict(padding=1, paddle_margins=(1,), seed_distance=7, marker_radius=1.5,
+             paddle_length=2, paddle_thickness=0.5, continuity=1.0, budget=20,
+             snake_contrast=2.0, paddle_contrast=0.75),
+    # 64: the docstring gives no paddle length, and the generator's default (5) leaves
+    # two 14-paddle targets room in fewer than 1 in 200 tries at continuity 1.8; 3 is
+    # this project's choice (between 32's 2 and 128's 5).
+    64: dict(padding=1, paddle_margins=(1,), seed_distance=12, marker_radius=2.5,
+             paddle_length=3, paddle_thickness=1.0, continuity=1.8, budget=22,
+             snake_contrast=0.8, paddle_contrast=1.0),  # paddle_contrast: default
+    128: dict(padding=1, paddle_margins=(2, 3), seed_distance=20, marker_radius=3,
+              paddle_length=5,  # default
+              paddle_thickness=1.5, continuity=1.8, budget=35,
+              snake_contrast=0.9, paddle_contrast=1.0),  # paddle_contrast: default
+    256: dict(padding=22, paddle_margins=(3,), seed_distance=27,  # padding, seed: default
+              marker_radius=5, paddle_length=5,  # default
+              paddle_thickness=2.0, continuity=1.8, budget=30,
+              snake_contrast=1.0, paddle_contrast=1.0),  # paddle_contrast: default
 }
-_ANTIALIAS_SCALE = 2
+_ANTIALIAS_SCALE = 2  # every resolution (the docstring sets 4, then overrides it with 2)
 
-# Bounded retries: a contour that gets stuck is regrown from a fresh seed this many
-# times, then the whole image is redrawn; after _IMAGE_ATTEMPTS we give up loudly.
+# Bounded retries: a target pair that gets stuck is regrown from fresh seeds this many
+# times, then the whole image is redrawn; after _IMAGE_ATTEMPTS we give up loudly. A
+# distractor gets as many tries as the reference gives it (max_distractor_contour_retrial
+# = 4, so 5), then is left out.
 _TARGET_ATTEMPTS = 20
-_DISTRACTOR_ATTEMPTS = 20
+_DISTRACTOR_ATTEMPTS = 5
+_DISTRACTOR_PADDLE_DRAWS = 3  # the reference's max_paddle_retrial = 2, so 3 draws
 _IMAGE_ATTEMPTS = 50
 
 _TURN_GRID = np.deg2rad(np.arange(-90, 91, 3, dtype=np.float64))
@@ -127,6 +174,8 @@ def settings_for(resolution: int, difficulty: str = "hard") -> PathfinderSetting
                      f"{sorted(DIFFICULTIES)}.")
   geometry = dict(_GEOMETRY[resolution])
   budget = int(geometry.pop("budget"))
+  snake_contrast = geometry.pop("snake_contrast")
+  paddle_contrast = geometry.pop("paddle_contrast")
   contour_length = DIFFICULTIES[difficulty][1]
   distractor_length = contour_length // 3
   return PathfinderSettings(
@@ -135,6 +184,8 @@ def settings_for(resolution: int, difficulty: str = "hard") -> PathfinderSetting
       contour_length=contour_length,
       distractor_length=distractor_length,
       num_distractor_snakes=budget // distractor_length,
+      target_contrast=paddle_contrast * snake_contrast,
+      distractor_contrast=snake_contrast,
       **geometry)
 
 
@@ -149,6 +200,7 @@ class Sample:
       contours[1] are the targets, the rest distractors.
     marker_centres: the two marker centres (y, x).
     marker_contours: index into `contours` of the contour each marker sits on.
+    paddle_margin: the margin this image drew.
   """
 
   image: np.ndarray
@@ -156,6 +208,7 @@ class Sample:
   contours: list[np.ndarray]
   marker_centres: tuple[tuple[float, float], tuple[float, float]]
   marker_contours: tuple[int, int]
+  paddle_margin: float
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,14 +400,14 @@ class _Canvas:
     self.occupancy = _Occupancy(capacity)
     self.lo = float(settings.padding)
     self.hi = float(settings.resolution - settings.padding)
-    # A paddle spans [near, far] along its direction from the pivot before it.
-    self.near = settings.paddle_margin
-    self.far = settings.step - settings.paddle_margin
-    # A crossing puts an endpoint of the candidate within (far - near) / 2 of the
+    self.radius = settings.stroke_radius
+    # The reference dilates every paddle's mask by the margin and refuses a paddle whose
+    # own dilated mask meets it, so a paddle's capsule is its dilated mask.
+    self.paddle_capsule = self.radius + settings.paddle_margin
+    # A crossing puts an endpoint of the candidate within paddle_length / 2 of the
     # obstacle, so the endpoint tests catch it unless that reaches the smallest
-    # possible clearance, thickness + margin; only then is a crossing test needed.
-    self.crossings = (self.far - self.near) >= 2 * (settings.paddle_thickness
-                                                    + settings.paddle_margin)
+    # possible clearance, radius + margin; only then is a crossing test needed.
+    self.crossings = settings.paddle_length >= 2 * (self.radius + settings.paddle_margin)
     # cos^2(min(continuity * |dtheta|, pi / 2)), exactly 0 from the clamp on.
     turn = settings.continuity * np.abs(_TURN_GRID)
     self.turn_weights = np.where(turn < math.pi / 2, np.cos(turn)**2, 0.0)
@@ -365,22 +418,29 @@ class _Canvas:
   def inside(self, points: np.ndarray, radius: float | None = None) -> np.ndarray:
     """(K, 2) points -> (K,) bool: a disc of `radius` there stays off the padding.
 
-    The default radius is the stroke's: every pivot is kept this far inside, so by
-    convexity so is each paddle between two.
+    The default radius is the stroke's: every paddle end is kept this far inside, so by
+    convexity so is each paddle.
     """
-    radius = max(radius or 0.0, self.s.paddle_thickness)
+    radius = max(radius or 0.0, self.radius)
     return np.all((points >= self.lo + radius) & (points <= self.hi - radius), axis=-1)
 
   def add_paddle(self, rng: np.random.Generator, pivots: list[np.ndarray], owner: int,
-                 theta: float | None, end_disc: float | None = None) -> float | None:
+                 theta: float | None, end_disc: float | None = None,
+                 draws: int | None = None) -> float | None:
     """Appends one paddle to a contour.
 
     Args:
-      pivots: the contour so far (at least its start tip); grown in place.
+      pivots: the contour so far: [tip] before its first paddle, else its pivots;
+        grown in place (a first paddle also moves pivots[0] to the virtual pivot
+        `paddle_margin` behind the tip).
       theta: direction of the previous paddle, or None for a contour's first paddle
-        (then any direction is equally likely).
-      end_disc: if given, the new tip must also have room for (and gets) an exclusion
-        disc of this radius; used for the targets' last paddles, where markers go.
+        (then it starts at the tip and any direction is equally likely).
+      end_disc: if given, the paddle's far end is a tip: it must also have room for (and
+        gets) an exclusion disc of this radius; used for the targets' last paddles,
+        where markers go.
+      draws: if given, only this many candidates drawn by weight are tried, as the
+        reference tries its distractors' paddles; else the draw falls back to every
+        free candidate.
     Returns:
       The new paddle's direction, or None (nothing changed) when every candidate is
       blocked.
@@ -389,31 +449,37 @@ class _Canvas:
     if theta is None:
       thetas = rng.uniform(0.0, 2 * math.pi) + _SEED_GRID
       weights, cumulative = self.seed_weights, self.seed_cumulative
+      near = 0.0  # the first paddle starts at the tip
     else:
       thetas = theta + _TURN_GRID
       weights, cumulative = self.turn_weights, self.turn_cumulative
+      near = s.paddle_margin
+    far = near + s.paddle_length  # the paddle spans [near, far] from `start`
+    advance = far + s.paddle_margin  # the next pivot
     start = pivots[-1]
-    nearby = self.occupancy.nearby(owner, s.paddle_thickness, s.paddle_margin, start,
-                                   self.far)
-    k = None if end_disc is not None else self._draw_lazily(rng, start, thetas,
-                                                            cumulative, *nearby)
+    nearby = self.occupancy.nearby(owner, self.radius, s.paddle_margin, start, far)
+    k = None if end_disc is not None else self._draw_lazily(
+        rng, start, thetas, cumulative, near, far, advance, *nearby, draws or _LAZY_DRAWS)
+    if k is None and draws is not None:
+      return None
     if k is None:
-      k = self._draw_all(rng, start, thetas, weights, *nearby, end_disc)
+      k = self._draw_all(rng, start, thetas, weights, near, far, advance, *nearby, end_disc,
+                         owner)
       if k is None:
         return None
     u = np.array([math.sin(thetas[k]), math.cos(thetas[k])])
-    end = start + s.step * u
-    self.occupancy.add_paddle(start + self.near * u, start + self.far * u,
-                              s.paddle_thickness, owner)
+    self.occupancy.add_paddle(start + near * u, start + far * u, self.paddle_capsule, owner)
     if end_disc is not None:
-      self.occupancy.add(end, end, end_disc, owner)
-    pivots.append(end)
+      self.occupancy.add(start + far * u, start + far * u, end_disc, owner)
+    if theta is None:
+      pivots[0] = start - s.paddle_margin * u
+    pivots.append(start + advance * u)
     return float(thetas[k])
 
   def _draw_lazily(self, rng: np.random.Generator, start: np.ndarray, thetas: np.ndarray,
-                   cumulative: list[float], index: np.ndarray,
-                   clearance: np.ndarray) -> int | None:
-    """Draws candidates by weight and tests each one alone, up to _LAZY_DRAWS times.
+                   cumulative: list[float], near: float, far: float, advance: float,
+                   index: np.ndarray, clearance: np.ndarray, draws: int) -> int | None:
+    """Draws candidates by weight and tests each one alone, up to `draws` times.
 
     Usually the first draw is free, and testing it in plain floats is much cheaper
     than testing every candidate with numpy. Redrawing after a blocked draw keeps the
@@ -421,48 +487,54 @@ class _Canvas:
 
     Args:
       thetas: (K,) candidate directions; cumulative: their cumulative weights.
+      near, far, advance: the paddle's span and the next pivot, along the direction.
       index, clearance: (M,) the nearby obstacles and their clearances.
     Returns:
       The chosen candidate, or None when the draws found no free one.
     """
-    s, occupancy = self.s, self.occupancy
+    occupancy = self.occupancy
     obstacles = np.column_stack([occupancy.a[index], occupancy.e[index],
                                  occupancy.length2[index], clearance**2]).tolist()
-    lo, hi = self.lo + s.paddle_thickness, self.hi - s.paddle_thickness
+    lo, hi = self.lo + self.radius, self.hi - self.radius
     py, px = float(start[0]), float(start[1])
     blocked = set()
-    for _ in range(_LAZY_DRAWS):
+    for _ in range(draws):
       k = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
       if k in blocked:
         continue
       uy, ux = math.sin(thetas[k]), math.cos(thetas[k])
-      if (lo <= py + s.step * uy <= hi and lo <= px + s.step * ux <= hi
-          and _ray_clear(py, px, uy, ux, self.near, self.far, obstacles, self.crossings)):
+      if (lo <= py + advance * uy <= hi and lo <= px + advance * ux <= hi
+          and _ray_clear(py, px, uy, ux, near, far, obstacles, self.crossings)):
         return k
       blocked.add(k)
     return None
 
   def _draw_all(self, rng: np.random.Generator, start: np.ndarray, thetas: np.ndarray,
-                weights: np.ndarray, index: np.ndarray, clearance: np.ndarray,
-                end_disc: float | None) -> int | None:
+                weights: np.ndarray, near: float, far: float, advance: float,
+                index: np.ndarray, clearance: np.ndarray, end_disc: float | None,
+                owner: int) -> int | None:
     """Tests every candidate at once and draws one by weight among the free ones.
 
-    Args as in `_draw_lazily`, with weights (K,); end_disc as in `add_paddle`.
+    Args as in `_draw_lazily`, with weights (K,); end_disc and owner as in `add_paddle`
+    (the end tip may touch its own contour's previous paddle, not any other stroke).
     Returns:
       The chosen candidate, or None when all are blocked.
     """
     s, occupancy = self.s, self.occupancy
     u = _unit(thetas)
-    ends = start + s.step * u
-    ok = (weights > 0) & self.inside(ends, end_disc)  # markers stay whole, too
+    if end_disc is None:  # the next paddle starts from the next pivot
+      ok = (weights > 0) & self.inside(start + advance * u)
+    else:  # the contour ends here: its tip, with the marker, stays whole on the canvas
+      tips = start + far * u
+      ok = (weights > 0) & self.inside(tips, end_disc)
     if len(index) and ok.any():
-      dist2 = _ray_segment_distance2(start, u[ok], self.near, self.far, occupancy.a[index],
+      dist2 = _ray_segment_distance2(start, u[ok], near, far, occupancy.a[index],
                                      occupancy.e[index], occupancy.length2[index],
                                      self.crossings)
       ok[ok] = np.all(dist2 >= clearance**2, axis=1)
     if end_disc is not None and ok.any():
-      ok[ok] = occupancy.free_discs(ends[ok], end_disc, s.paddle_margin, -1,
-                                    bound=(start, s.step))
+      ok[ok] = occupancy.free_discs(tips[ok], end_disc, s.paddle_margin, owner,
+                                    bound=(start, far))
     if not ok.any():
       return None
     cumulative = np.cumsum(np.where(ok, weights, 0.0))
@@ -470,11 +542,11 @@ class _Canvas:
 
 
 def _grow_targets(rng: np.random.Generator, canvas: _Canvas) -> list[np.ndarray] | None:
-  """Seeds the two targets `seed_distance` apart and grows them in turns.
+  """Seeds the two targets' start tips `seed_distance` apart and grows them in turns.
 
   Tips get marker-sized exclusion discs (start tips from the outset, end tips with
   the last paddle), so no other stroke touches a marker. Returns two
-  (contour_length + 1, 2) arrays, or None when stuck.
+  (contour_length + 1, 2) pivot arrays, or None when stuck.
   """
   s = canvas.s
   occupancy = canvas.occupancy
@@ -502,17 +574,17 @@ def _grow_targets(rng: np.random.Generator, canvas: _Canvas) -> list[np.ndarray]
 
 def _grow_distractor(rng: np.random.Generator, canvas: _Canvas,
                      owner: int) -> np.ndarray | None:
-  """One distractor of distractor_length paddles from a uniform free seed, or None."""
+  """One distractor of distractor_length paddles from a uniform free tip, or None."""
   s = canvas.s
-  # Several seed candidates per draw: one vectorised check instead of many rejections.
-  tips = rng.uniform(canvas.lo + s.paddle_thickness, canvas.hi - s.paddle_thickness,
+  # Several tip candidates per draw: one vectorised check instead of many rejections.
+  tips = rng.uniform(canvas.lo + canvas.radius, canvas.hi - canvas.radius,
                      size=(_SEED_CANDIDATES, 2))
-  free = canvas.occupancy.free_discs(tips, 0.0, s.paddle_margin, owner)
+  free = canvas.occupancy.free_discs(tips, canvas.radius, s.paddle_margin, owner)
   if not free.any():
     return None
   contour, theta = [tips[np.argmax(free)]], None
   for _ in range(s.distractor_length):
-    theta = canvas.add_paddle(rng, contour, owner, theta)
+    theta = canvas.add_paddle(rng, contour, owner, theta, draws=_DISTRACTOR_PADDLE_DRAWS)
     if theta is None:
       return None
   return np.array(contour)
@@ -520,7 +592,10 @@ def _grow_distractor(rng: np.random.Generator, canvas: _Canvas,
 
 def _place_contours(rng: np.random.Generator,
                     settings: PathfinderSettings) -> list[np.ndarray] | None:
-  """Targets then distractors on an empty canvas; None when any of them stays stuck."""
+  """Targets then distractors on an empty canvas; None when the targets stay stuck.
+
+  A distractor still stuck after _DISTRACTOR_ATTEMPTS tries is left out.
+  """
   for _ in range(_TARGET_ATTEMPTS):
     canvas = _Canvas(settings)
     targets = _grow_targets(rng, canvas)
@@ -537,62 +612,20 @@ def _place_contours(rng: np.random.Generator,
         contours.append(distractor)
         break
       canvas.occupancy.restore(state)  # drop the failed attempt's paddles
-    else:
-      return None
   return contours
 
 
-# ---------------------------------------------------------------------------------------
-# Rendering.
-
-
-def _render_capsules(size: int, scale: int, a: np.ndarray, b: np.ndarray,
-                     radius: np.ndarray) -> np.ndarray:
-  """Anti-aliased strokes: (N, 2) endpoints, (N,) radii -> (size, size) in [0, 1].
-
-  Each capsule is rasterised at `scale` x resolution inside its own window aligned to
-  output pixels, block-averaged, and max-combined into the canvas.
-  """
-  lo = np.floor(np.minimum(a, b) - radius[:, None]).astype(int)
-  hi = np.ceil(np.maximum(a, b) + radius[:, None]).astype(int)
-  window = int(np.max(hi - lo))  # output pixels, shared by all capsules to batch them
-  offsets = (np.arange(window * scale) + 0.5) / scale
-  ys = (lo[:, 0, None] + offsets)[:, :, None]  # (N, W, 1)
-  xs = (lo[:, 1, None] + offsets)[:, None, :]  # (N, 1, W)
-  ay, ax = a[:, 0, None, None], a[:, 1, None, None]
-  dy, dx = (b - a)[:, 0, None, None], (b - a)[:, 1, None, None]
-  length2 = np.maximum(dy * dy + dx * dx, 1e-12)
-  t = np.clip(((ys - ay) * dy + (xs - ax) * dx) / length2, 0.0, 1.0)
-  dist2 = (ys - ay - t * dy)**2 + (xs - ax - t * dx)**2
-  lit = dist2 <= radius[:, None, None]**2  # (N, W, W)
-  n = len(a)
-  coverage = lit.reshape(n, window, scale, window, scale).mean(axis=(2, 4))
-  # Pad by one window so strokes reaching past the border need no clipping.
-  canvas = np.zeros((size + 2 * window, size + 2 * window))
-  rows = lo[:, 0, None] + np.arange(window) + window
-  cols = lo[:, 1, None] + np.arange(window) + window
-  np.maximum.at(canvas, (rows[:, :, None], cols[:, None, :]), coverage)
-  return canvas[window:window + size, window:window + size]
-
-
-def _paddle_segments(contour: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
-  """(n + 1, 2) pivots -> the n paddles' endpoints, each (n, 2)."""
+def paddle_segments(contour: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+  """(n + 1, 2) pivots -> the n paddles' start and end points, each (n, 2)."""
   steps = np.diff(contour, axis=0)
   u = steps / np.linalg.norm(steps, axis=-1, keepdims=True)
   return contour[:-1] + margin * u, contour[1:] - margin * u
 
 
-def _render(settings: PathfinderSettings, contours: list[np.ndarray],
-            markers: np.ndarray) -> np.ndarray:
-  """Paddles of all contours plus the (2, 2) marker discs -> (H, W) uint8."""
-  segments = [_paddle_segments(c, settings.paddle_margin) for c in contours]
-  a = np.concatenate([s[0] for s in segments] + [markers])
-  b = np.concatenate([s[1] for s in segments] + [markers])
-  num_paddles = len(a) - len(markers)
-  radius = np.concatenate([np.full(num_paddles, settings.paddle_thickness),
-                           np.full(len(markers), settings.marker_radius)])
-  image = _render_capsules(settings.resolution, settings.antialias_scale, a, b, radius)
-  return np.round(image * 255).astype(np.uint8)
+def contour_tips(contour: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+  """(n + 1, 2) pivots -> the contour's start and end tips (the outer paddle ends)."""
+  starts, ends = paddle_segments(contour, margin)
+  return starts[0], ends[-1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -601,38 +634,57 @@ def _render(settings: PathfinderSettings, contours: list[np.ndarray],
 
 def generate_sample(rng: np.random.Generator, settings: PathfinderSettings,
                     label: int) -> Sample:
-  """Draws one image with the given label (1: both markers on target contour 0).
+  """Draws one image with the given label (1: both markers on one target contour).
 
+  As in the reference, the image draws its margin from `settings.paddle_margins`, and
+  the first marker goes on the start tip of either target, chosen at random; the second
+  goes on the end tip of the same target (label 1) or of the other one (label 0).
   Deterministic given the state of `rng`. Raises RuntimeError if the settings leave
-  no room for the contours after a bounded number of full redraws.
+  no room for the targets after a bounded number of full redraws.
   """
   if label not in (0, 1):
     raise ValueError(f"label must be 0 or 1, got {label!r}.")
+  margin = settings.paddle_margins[int(rng.integers(len(settings.paddle_margins)))]
+  settings = settings.with_margin(margin)
   for _ in range(_IMAGE_ATTEMPTS):
     contours = _place_contours(rng, settings)
     if contours is not None:
       break
   else:
-    raise RuntimeError(f"Could not place all contours in {_IMAGE_ATTEMPTS} attempts; "
-                       f"the canvas is too crowded for {settings}.")
-  marker_contours = (0, 0 if label == 1 else 1)
-  markers = np.stack([contours[0][0], contours[marker_contours[1]][-1]])
+    raise RuntimeError(f"Could not place the target contours in {_IMAGE_ATTEMPTS} "
+                       f"attempts; the canvas is too crowded for {settings}.")
+  origin = int(rng.integers(2))
+  marker_contours = (origin, origin if label == 1 else 1 - origin)
+  markers = np.stack([contour_tips(contours[marker_contours[0]], margin)[0],
+                      contour_tips(contours[marker_contours[1]], margin)[1]])
+  paddles = [(a, b, settings.target_contrast if i < 2 else settings.distractor_contrast)
+             for i, contour in enumerate(contours)
+             for a, b in zip(*paddle_segments(contour, margin))]
+  image = pathfinder_render.render(settings.resolution, settings.antialias_scale, paddles,
+                                   settings.paddle_length, settings.paddle_thickness,
+                                   margin, markers, settings.marker_radius)
   return Sample(
-      image=_render(settings, contours, markers),
+      image=image,
       label=int(label),
       contours=contours,
       marker_centres=tuple((float(y), float(x)) for y, x in markers),
-      marker_contours=marker_contours)
+      marker_contours=marker_contours,
+      paddle_margin=float(margin))
 
 
-def _metadata_line(settings: PathfinderSettings, batch: int, index: int,
-                   label: int) -> str:
+def _metadata_line(settings: PathfinderSettings, batch: int, index: int, label: int,
+                   margin: float) -> str:
   """One line of the release's (plain-text) metadata file."""
   fields = [f"imgs/{batch}", f"sample_{index}.png", index, label,
             repr(float(settings.continuity)), settings.contour_length,
             settings.distractor_length, f"{settings.paddle_length:g}",
-            f"{settings.paddle_thickness:g}", f"{settings.paddle_margin:g}", 1]
+            f"{settings.paddle_thickness:g}", f"{margin:g}", 1]
   return " ".join(str(f) for f in fields)
+
+
+def subset_dir(root: str | os.PathLike, resolution: int, difficulty: str) -> pathlib.Path:
+  """<root>/pathfinder<res>/<subset>, the release's folder of one difficulty."""
+  return pathlib.Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
 
 
 def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
@@ -645,7 +697,9 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
 
   Image k goes to batch k // images_per_batch as sample k % images_per_batch. Labels
   are exactly balanced (k % 2, shuffled with `seed`), and image k is drawn from its
-  own generator seeded by (seed, k), so the output depends only on the arguments.
+  own generator seeded by (seed, k), so the output depends only on the arguments. Images
+  and metadata already in the subset folder (an earlier run) are removed first, so the
+  folder holds exactly this run.
 
   Returns:
     The subset directory <root>/pathfinder<res>/<subset>.
@@ -657,7 +711,9 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
     raise ValueError(f"num_images must be >= 0, got {num_images}.")
   if images_per_batch < 1:
     raise ValueError(f"images_per_batch must be >= 1, got {images_per_batch}.")
-  subset = pathlib.Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
+  subset = subset_dir(root, resolution, difficulty)
+  for stale in ("imgs", "metadata"):
+    shutil.rmtree(subset / stale, ignore_errors=True)
   (subset / "metadata").mkdir(parents=True, exist_ok=True)
   labels = np.random.default_rng(seed).permutation(np.arange(num_images) % 2)
 
@@ -670,7 +726,7 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
       index, label = k - batch_start, int(labels[k])
       sample = generate_sample(np.random.default_rng([seed, k]), settings, label)
       Image.fromarray(sample.image).save(batch_dir / f"sample_{index}.png")
-      lines.append(_metadata_line(settings, batch, index, label))
+      lines.append(_metadata_line(settings, batch, index, label, sample.paddle_margin))
       if progress is not None:
         progress(k + 1)
     (subset / "metadata" / f"{batch}.npy").write_text("\n".join(lines) + "\n")

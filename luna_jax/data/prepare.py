@@ -110,6 +110,30 @@ def _remove_partial(builder, data_dir: pathlib.Path) -> None:
     parent = parent.parent
 
 
+# The official sizes of the generated tasks (Pathfinder: 200,000 images split 80/10/10).
+OFFICIAL_SIZES = {"listops": {"train": 96_000, "validation": 2_000, "test": 2_000},
+                  "pathfinder": {"train": 160_000, "validation": 20_000, "test": 20_000}}
+
+
+def generated_sizes(task: Task, num_examples: Optional[int] = None,
+                    num_eval_examples: Optional[int] = None) -> dict[str, int]:
+  """Split sizes of a generated task: {"train", "validation", "test"} -> examples.
+
+  num_examples: training examples (None: the official size). num_eval_examples:
+  validation and test examples each (None: the official proportion to the training
+  split, ListOps 2,000 per 96,000 and Pathfinder 1 per 8, rounded, at least 1).
+  """
+  official = OFFICIAL_SIZES["listops" if task.name == "listops" else "pathfinder"]
+  for name, value in (("num_examples", num_examples), ("num_eval_examples", num_eval_examples)):
+    if value is not None and value < 1:
+      raise ValueError(f"{name} must be at least 1, got {value}.")
+  train = official["train"] if num_examples is None else int(num_examples)
+  if num_eval_examples is None:
+    num_eval_examples = max(1, round(train * official["validation"] / official["train"]))
+  return {"train": train, "validation": int(num_eval_examples),
+          "test": int(num_eval_examples)}
+
+
 def _progress_bar(total: int, desc: str, enabled: bool):
   """A callable progress(n) drawing a tqdm bar; a no-op when disabled."""
   if not enabled:
@@ -151,6 +175,7 @@ def prepare(
     release_dir=None,
     manual_dir=None,
     num_examples: Optional[int] = None,
+    num_eval_examples: Optional[int] = None,
     seed: int = 0,
     difficulty: str = "hard",
     overwrite: bool = False,
@@ -168,8 +193,8 @@ def prepare(
     source: "generate" (ListOps, Pathfinder), "release" (a local LRA release folder),
       "manual" (the official archive in manual_dir) or "download" (Text, Image); None
       picks release if release_dir is given, else generate, else manual-then-download.
-    num_examples: generated examples for the training split (validation and test get a
-      tenth each, at least one); None = the official sizes.
+    num_examples, num_eval_examples: generated examples for the training split, and for
+      validation and test each; see `generated_sizes`.
     seed: seed of the generators.
     overwrite: rebuild even if the dataset is already prepared.
   """
@@ -191,18 +216,18 @@ def prepare(
 
   if source == "generate":
     src = data_dir / "generated" / f"{task.builder.replace('/', '_')}_seed{seed}"
+    sizes = generated_sizes(task, num_examples, num_eval_examples)
+    total = sum(sizes.values())
     if task.name == "listops":
-      sizes = None if num_examples is None else {
-          "train": num_examples, "val": max(1, num_examples // 10),
-          "test": max(1, num_examples // 10)}
-      total = sum((sizes or listops.SPLIT_SIZES).values())
       update, close = _progress_bar(total, "generating ListOps", progress)
-      listops.write_release(src, sizes, seed, update)
+      listops.write_release(src, {"train": sizes["train"], "val": sizes["validation"],
+                                  "test": sizes["test"]}, seed, update)
     else:
       res = int(task.name[len("pathfinder"):])
-      total = 200_000 if num_examples is None else num_examples + 2 * max(1, num_examples // 8)
       update, close = _progress_bar(total, f"generating Pathfinder {res}", progress)
-      pathfinder_gen.write_release(src, res, difficulty, total, seed, progress=update)
+      subset = pathfinder_gen.write_release(src, res, difficulty, total, seed,
+                                            progress=update)
+      readers.write_pathfinder_split_sizes(subset, sizes)
     close()
   elif source == "release":
     if release_dir is None:
@@ -225,7 +250,8 @@ def prepare(
   except BaseException:
     _remove_partial(builder, data_dir)
     raise
-  provenance = _provenance(task, builder, source, src, seed, num_examples, difficulty)
+  provenance = _provenance(task, builder, source, src, seed,
+                           num_examples if source == "generate" else None, difficulty)
   out = pathlib.Path(builder.data_dir)
   (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
   print(f"{task.name} data: {describe_provenance(provenance)}")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pathlib
@@ -94,6 +95,33 @@ def read_aan_tsv(path: PathLike) -> Iterator[tuple[int, str, str, bytes, bytes]]
 
 def _batch_key(path: pathlib.Path):
   return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+
+PATHFINDER_SPLITS_FILE = "luna_jax_splits.json"
+
+
+def write_pathfinder_split_sizes(folder: PathLike, sizes: dict[str, int]) -> None:
+  """Records the split sizes of a generated subset folder (the release has none)."""
+  (pathlib.Path(folder) / PATHFINDER_SPLITS_FILE).write_text(json.dumps(sizes) + "\n")
+
+
+def read_pathfinder_split_sizes(folder: PathLike, total: int) -> dict[str, int]:
+  """Split sizes of a subset of `total` images, in metadata order: those a generated
+  folder records, else LRA's 80/10/10 of the release."""
+  path = pathlib.Path(folder) / PATHFINDER_SPLITS_FILE
+  if path.is_file():
+    try:
+      sizes = {k: int(json.loads(path.read_text())[k]) for k in ("train", "validation", "test")}
+    except (ValueError, KeyError, TypeError) as e:
+      raise DataFormatError(f"{path}: expected {{\"train\": N, \"validation\": N, "
+                            f"\"test\": N}} ({e}); regenerate the data with prepare "
+                            "--overwrite.") from None
+    if sum(sizes.values()) != total:
+      raise DataFormatError(f"{path} gives {sum(sizes.values())} images in all but the "
+                            f"metadata lists {total}; regenerate with prepare --overwrite.")
+    return sizes
+  train, validation = int(0.8 * total), int(0.1 * total)
+  return {"train": train, "validation": validation, "test": total - train - validation}
 
 
 def read_pathfinder_metadata(folder: PathLike) -> Iterator[tuple[pathlib.Path, int]]:

@@ -40,7 +40,8 @@ def ensure_data(config, task) -> None:
       print(f"ListOps is not prepared in {data_dir}: generating "
             f"{config.generate_listops_examples} training examples (seed 0) ...", flush=True)
       data.prepare("listops", data_dir, source="generate",
-                   num_examples=config.generate_listops_examples, seed=0,
+                   num_examples=config.generate_listops_examples,
+                   num_eval_examples=config.generate_eval_examples or None, seed=0,
                    progress=config.progress_bar)
     _sync("listops_generated")
     return
