@@ -374,3 +374,22 @@ def test_pathfinder_regenerated_smaller_keeps_no_old_images(tmp_path):
   assert sizes == {"train": 8, "validation": 2, "test": 2}
   generated = d / "generated" / "lra_pathfinder_32_hard_seed0"
   assert len(list(generated.rglob("*.png"))) == 12
+
+
+def test_failed_rebuild_keeps_the_earlier_dataset(tmp_path, capsys):
+  """--overwrite with bad data: the error, and the dataset prepared before is untouched."""
+  d, task = tmp_path / "tfds", data.get_task("listops")
+  data.prepare("listops", d, num_examples=20, seed=1, progress=False)
+  before = [data.data_source(task, "train", d)[i] for i in range(20)]
+  release = fx.write_listops(tmp_path / "release")
+  train = release / "listops-1000" / "basic_train.tsv"
+  train.write_text(train.read_text() + "( ( [FIRST 1 ) ] )\t1\n")
+  with pytest.raises(data.DataFormatError, match=r"unknown ListOps token '\[FIRST'"):
+    data.prepare("listops", d, release_dir=release, overwrite=True, progress=False)
+  assert "the earlier dataset" in capsys.readouterr().err
+  assert data.is_prepared(task, d)
+  assert [data.data_source(task, "train", d)[i] for i in range(20)] == before
+  assert data.read_provenance(task, d)["source"] == "generate"
+  assert not list(d.rglob("*.replaced"))
+  data.prepare("listops", d, num_examples=12, seed=1, overwrite=True, progress=False)
+  assert len(data.data_source(task, "train", d)) == 12 and not list(d.rglob("*.replaced"))

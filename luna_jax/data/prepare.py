@@ -13,6 +13,7 @@ import hashlib
 import json
 import pathlib
 import shutil
+import sys
 from typing import Optional
 
 import tensorflow_datasets as tfds
@@ -207,13 +208,35 @@ def prepare(
     raise ValueError(f"task {task.name!r} cannot use --source {source}; it supports "
                      f"{', '.join(task.sources)}.")
   builder = builder_for(task, data_dir)
+  folder, replaced = pathlib.Path(builder.data_dir), None
   if is_prepared(task, data_dir):
     if not overwrite:
-      print(f"{task.name}: already prepared in {builder.data_dir} (pass --overwrite to "
+      print(f"{task.name}: already prepared in {folder} (pass --overwrite to "
             f"rebuild)\n{task.name} data: {describe_provenance(read_provenance(task, data_dir))}")
-      return pathlib.Path(builder.data_dir)
-    shutil.rmtree(builder.data_dir)
+      return folder
+    # Kept aside until the new dataset is built, so that a failed rebuild loses nothing.
+    replaced = folder.with_name(folder.name + ".replaced")
+    shutil.rmtree(replaced, ignore_errors=True)
+    folder.rename(replaced)
+  try:
+    out = _build(task, builder, data_dir, source, release_dir, manual_dir, num_examples,
+                 num_eval_examples, seed, difficulty, progress)
+  except BaseException:
+    if replaced is not None:
+      shutil.rmtree(folder, ignore_errors=True)
+      replaced.rename(folder)
+      print(f"{task.name}: the rebuild failed; the earlier dataset in {folder} is kept.",
+            file=sys.stderr)
+    raise
+  if replaced is not None:
+    shutil.rmtree(replaced)
+  return out
 
+
+def _build(task: Task, builder, data_dir: pathlib.Path, source: str, release_dir,
+           manual_dir, num_examples: Optional[int], num_eval_examples: Optional[int],
+           seed: int, difficulty: str, progress: bool) -> pathlib.Path:
+  """Obtains the source files, builds the dataset and records its provenance."""
   if source == "generate":
     src = data_dir / "generated" / f"{task.builder.replace('/', '_')}_seed{seed}"
     sizes = generated_sizes(task, num_examples, num_eval_examples)
