@@ -13,6 +13,13 @@ CPU variant:
 
 from luna_jax.training.config import base_config
 
+TRAIN_EXAMPLES = 45_000  # CIFAR-10 train[:90%]
+BATCH_SIZE = 256
+# The authors validate (and keep the best checkpoint) once per epoch: ceil(45,000 / 256) =
+# 176 updates (fairseq ends an epoch with a partial batch; our batches run on across
+# epochs, so 176 steps are one epoch and 56 examples).
+STEPS_PER_EPOCH = -(-TRAIN_EXAMPLES // BATCH_SIZE)
+
 
 def get_config(variant: str = ""):
   c = base_config()
@@ -23,8 +30,8 @@ def get_config(variant: str = ""):
   m.dropout, m.attention_dropout = 0.3, 0.1
   o = c.optimizer
   o.learning_rate, o.warmup_steps, o.weight_decay = 5e-3, 4000, 0.0
-  c.batch_size, c.num_train_steps = 256, 35000
-  c.eval_every = c.checkpoint_every = 1000
+  c.batch_size, c.num_train_steps = BATCH_SIZE, 35000
+  c.eval_every = c.checkpoint_every = STEPS_PER_EPOCH  # tied: fairseq saves at each validation
   if variant == "cpu":
     m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 32, 4, 64, 64
     o.learning_rate, o.warmup_steps = 1e-3, 100

@@ -14,6 +14,10 @@ CPU variant (the README's main job; generates ListOps on first use, no download)
 
 from luna_jax.training.config import base_config
 
+# The authors' --save-interval-updates: validate (and keep the best checkpoint) every 20
+# updates.
+EVAL_EVERY = 20
+
 
 def get_config(variant: str = ""):
   c = base_config()
@@ -27,9 +31,11 @@ def get_config(variant: str = ""):
   o = c.optimizer
   o.learning_rate, o.warmup_steps, o.weight_decay = 1e-4, 1000, 1e-4
   c.batch_size, c.num_train_steps = 32, 5000
-  c.eval_every = c.checkpoint_every = 500
+  # Tied: the latest checkpoint then always holds the best-so-far record (fairseq saves both).
+  c.eval_every = c.checkpoint_every = EVAL_EVERY
   if variant == "cpu":
     c.generate_listops_examples = 5000
+    c.generate_eval_examples = 500
     c.data_dir = "~/lra_data_cpu"  # the small generated set, apart from the full one
     c.max_len = 512  # truncated: the root operator (position 1) still fixes much of the label
     m.linformer.max_len = c.max_len

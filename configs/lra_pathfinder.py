@@ -6,12 +6,22 @@ Prepare once, from the LRA release or generated (no download):
 Full run:
     python train.py --config configs/lra_pathfinder.py --workdir runs/pathfinder
   Published (Luna paper, test accuracy): Luna-16 78.36, Luna-256 78.55. Not yet reproduced here.
+Batch 256, as in the authors' LRA instructions at the paper's time (November 2021; their
+README says 512 only from April 2022). Their batch-256 run script and their batch-512
+README both give --max-update 62500, so the updates are kept (62,500 x 256 / 160,000 =
+100 epochs). Validation and the best checkpoint once per epoch (625 updates), as theirs.
 CPU variant (generate a small set first):
     python -m luna_jax.data prepare pathfinder32 --data_dir ~/lra_data_cpu --num_examples 4000
     python train.py --config configs/lra_pathfinder.py:cpu --workdir runs/pathfinder_cpu
 """
 
 from luna_jax.training.config import base_config
+
+TRAIN_EXAMPLES = 160_000  # 80% of the 200,000 images of the hard subset
+BATCH_SIZE = 256  # the authors' instructions of November 2021 (512 from April 2022)
+NUM_TRAIN_STEPS = 62_500  # the authors' --max-update, the same with batch 256 and 512
+# The authors validate (and keep the best checkpoint) once per epoch: 160,000 / 256 = 625.
+STEPS_PER_EPOCH = -(-TRAIN_EXAMPLES // BATCH_SIZE)
 
 
 def get_config(variant: str = ""):
@@ -24,8 +34,8 @@ def get_config(variant: str = ""):
   m.pooling = "mean"
   o = c.optimizer
   o.learning_rate, o.warmup_steps, o.weight_decay = 1e-3, 4000, 0.0
-  c.batch_size, c.num_train_steps = 512, 62500
-  c.eval_every = c.checkpoint_every = 2500
+  c.batch_size, c.num_train_steps = BATCH_SIZE, NUM_TRAIN_STEPS
+  c.eval_every = c.checkpoint_every = STEPS_PER_EPOCH  # tied: fairseq saves at each validation
   if variant == "cpu":
     c.data_dir = "~/lra_data_cpu"
     m.d_model, m.ffn_dim, m.classifier_hidden = 32, 64, 64

@@ -1,7 +1,8 @@
 """Path-X (Pathfinder 128 x 128, hard subset, 16,386 positions) with Luna.
 
 There is no Luna reference for Path-X (every model of the LRA paper stays at chance, 50%);
-this uses the Pathfinder-32 settings at the longer length.
+this uses the Pathfinder-32 settings at the longer length: batch 256, 62,500 steps and a
+validation every epoch (160,000 / 256 = 625 steps; the same 80/10/10 split of 200,000).
 Prepare once, from the LRA release or generated:
     python -m luna_jax.data prepare pathx --data_dir ~/lra_data --release_dir ~/lra_release
 Full run:

@@ -11,6 +11,10 @@ CPU variant (same data, 1K bytes, a small model; minutes on 2 cores):
 
 from luna_jax.training.config import base_config
 
+# The authors' --save-interval-updates: validate (and keep the best checkpoint) every 100
+# updates.
+EVAL_EVERY = 100
+
 
 def get_config(variant: str = ""):
   c = base_config()
@@ -23,7 +27,7 @@ def get_config(variant: str = ""):
   o = c.optimizer
   o.learning_rate, o.warmup_steps, o.weight_decay = 5e-5, 8000, 1e-4
   c.batch_size, c.num_train_steps = 32, 20000
-  c.eval_every = c.checkpoint_every = 1000
+  c.eval_every = c.checkpoint_every = EVAL_EVERY  # tied, as fairseq saves at each validation
   if variant == "cpu":
     c.max_len = 1024
     m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 2, 64, 4, 128, 128

@@ -1,7 +1,9 @@
 """The encoder stack: any registered mixer, plus Luna's learned projected sequence P.
 
 For Luna (Ma et al. 2021, Sec. 3.3) the first P is a learned (l, d) parameter, drawn from
-N(0, d^-1/2), broadcast over the batch, layer-normalised and dropped out per example.
+N(0, d^-1/2), broadcast over the batch, layer-normalised and dropped out per example. The
+authors' LRA encoder keeps that init under BERT-style init too; only their pre-training
+sentence encoder redraws P from N(0, 0.02) (p_init="bert" here).
 Contextual P (the default) feeds each layer's P output to the next layer; non-contextual
 gives every layer its own P parameter. Dynamic projection masks P rows j >= the number of
 real tokens of the example, so a short sequence uses only the first min(l, n) rows.
@@ -19,6 +21,9 @@ from luna_jax import common
 from luna_jax.registry import get_mixer
 
 Array = common.Array
+# Initial P: "normal_d" N(0, d^-1/2) (the authors' LRA encoder, whatever init_style) or
+# "bert" N(0, 0.02) (their pre-training LunaSentenceEncoder).
+P_INITS = ("normal_d", "bert")
 
 
 class Encoder(nn.Module):
@@ -33,8 +38,11 @@ class Encoder(nn.Module):
       LayerNorms on X (and P).
     causal: autoregressive mixing (position t sees only positions <= t).
     decode: step-by-step decoding through the 'cache' collection (causal only).
-    init_style: "xavier" (the reference) or "bert" (N(0, 0.02) everywhere, zero biases).
+    init_style: "xavier" (the reference) or "bert" (N(0, 0.02) weights, zero biases; P
+      follows p_init).
     proj_len: l, the length of P (Luna-type mixers only).
+    p_init: std of the initial P: "normal_d" (d^-1/2, the authors' LRA models, also under
+      init_style="bert") or "bert" (0.02, the authors' pre-training encoder).
     contextual_p: pass P from layer to layer (True) or give each layer its own P.
     dynamic_projection: mask P rows beyond each example's length. Not applied when causal,
       where the total length would tell earlier positions about later ones.
@@ -53,6 +61,7 @@ class Encoder(nn.Module):
   decode: bool = False
   init_style: str = "xavier"
   proj_len: int = 16
+  p_init: str = "normal_d"
   contextual_p: bool = True
   dynamic_projection: bool = True
   mixer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -73,9 +82,11 @@ class Encoder(nn.Module):
       )
     if spec.uses_p and self.proj_len <= 0:
       raise ValueError(f"proj_len must be positive, got {self.proj_len}.")
+    if self.p_init not in P_INITS:
+      raise ValueError(f"p_init={self.p_init!r} is not one of {P_INITS}.")
 
   def _initial_p(self, batch: int, d: int, index: str, deterministic: bool) -> Array:
-    std = 0.02 if self.init_style == "bert" else d**-0.5
+    std = 0.02 if self.p_init == "bert" else d**-0.5
     p_LxD = self.param(f"p_embed{index}", nn.initializers.normal(std),
                        (self.proj_len, d), self.param_dtype)
     p_BxLxD = jnp.broadcast_to(p_LxD.astype(self.dtype), (batch, self.proj_len, d))

@@ -7,10 +7,16 @@ Per head, for 1-indexed positions t (as the authors' fairseq code computes it):
     alpha_t   = softmax_j(q_t . Kbar_t[j]),     y_t = W_o sum_j alpha_{t,j} Vbar_t[j] + b_o
 
 with q~_P = (P W_pq + b_pq) d_h^-1/2, k'_s = x_s W_pc + b_pc, q_t = (x_t W_q + b_q) d_h^-1/2
-and k_s = v_s = x_s W_c + b_c (tied; untied uses W_k and W_v). The reference materialises
-the (n, l, d_h) prefix sums; here the sequence is cut into chunks of `chunk_size` and a scan
-carries the running memories sum_s k_s w_s^T (d_h x l) and sum_s w_s v_s^T (l x d_h) in
-float32, so memory is O(n l + n d) and decoding keeps only those two memories and t.
+and k_s = v_s = x_s W_c + b_c (tied; untied uses W_k and W_v). Attention dropout acts, as in
+the authors' LunarCausalAttention, on the unnormalised pack weights w (the dropped w then
+enter both Kbar and Vbar) and, with an independent mask, on the unpack weights alpha after
+the softmax (they then weight only Vbar): y_t = W_o sum_j Drop(alpha)_{t,j} Vbar_t[j] + b_o.
+The reference materialises the (n, l, d_h) prefix sums; here the sequence is cut into
+chunks of `chunk_size` and a scan carries the running memories sum_s k_s w_s^T (d_h x l)
+and sum_s w_s v_s^T (l x d_h) in float32, so memory is O(n l + n d) and decoding keeps
+only those two memories and t.
+Both dropout masks are drawn for the whole (B, H, N, L) block before the scan, so a given
+rng gives the same output for every chunk size.
 Causal self-attention does not update P: the layer returns P unchanged.
 """
 
@@ -33,6 +39,14 @@ def omega(z: Array) -> Array:
   return jax.nn.softplus(z * math.log(2.0)) / math.log(2.0)
 
 
+def apply_keep(a: Array, keep: Optional[Array], rate: float) -> Array:
+  """Inverted dropout with a given keep mask, as nn.Dropout: a / (1 - rate) where kept,
+  0 where dropped; `a` unchanged when keep is None."""
+  if keep is None:
+    return a
+  return jnp.where(keep, a * (0.0 if rate >= 1.0 else 1.0 / (1.0 - rate)), 0).astype(a.dtype)
+
+
 def causal_luna_scan(
     q_BxHxNxK: Array,
     k_BxHxNxK: Array,
@@ -43,16 +57,20 @@ def causal_luna_scan(
     start: Array,
     p_mask_BxL: Optional[Array],
     chunk_size: int,
+    alpha_keep_BxHxNxL: Optional[Array] = None,
+    dropout_rate: float = 0.0,
 ) -> tuple[Array, Array, Array]:
   """Runs the causal recurrence from a given memory state over n new positions.
 
   Args:
     q_BxHxNxK: scaled queries; k, v: unpack keys and values; w: pack weights (zero at
-      positions to ignore). All in the accumulation dtype.
+      positions to ignore, already dropped out). All in the accumulation dtype.
     mem_k_BxHxKxL, mem_v_BxHxLxK: memories of the positions before `start`.
     start: the number of positions already consumed (t of the first new one is start+1).
     p_mask_BxL: True at P rows that may be attended to.
     chunk_size: positions per scan step (cost O(n c (d_h + l)) within chunks).
+    alpha_keep_BxHxNxL: boolean dropout mask of the unpack weights alpha (True = kept), or
+      None for no dropout; kept weights are scaled by 1 / (1 - dropout_rate).
 
   Returns:
     (outputs (B, H, N, K), updated mem_k, updated mem_v).
@@ -72,13 +90,13 @@ def causal_luna_scan(
 
   def step(carry, inputs):
     mem_k, mem_v = carry
-    q, k, v, w, chunk_start = inputs
+    q, k, v, w, alpha_keep, chunk_start = inputs
     t_1x1xCx1 = (chunk_start + 1 + jnp.arange(c)).astype(acc)[None, None, :, None]
     # q_t . Kbar_t = (q_t . mem_k + sum_{s<=t in chunk} (q_t . k_s) w_s) / t
     qk_BxHxCxC = jnp.einsum("bhck,bhsk->bhcs", q, k) * causal_1x1xCxC
     scores = jnp.einsum("bhck,bhkl->bhcl", q, mem_k)
     scores = (scores + jnp.einsum("bhcs,bhsl->bhcl", qk_BxHxCxC, w)) / t_1x1xCx1
-    alpha_BxHxCxL = common.masked_softmax(scores, mask)
+    alpha_BxHxCxL = apply_keep(common.masked_softmax(scores, mask), alpha_keep, dropout_rate)
     # sum_j alpha_tj Vbar_t[j] = (alpha_t . mem_v + sum_{s<=t in chunk} (alpha_t . w_s) v_s) / t
     aw_BxHxCxC = jnp.einsum("bhcl,bhsl->bhcs", alpha_BxHxCxL, w) * causal_1x1xCxC
     y = jnp.einsum("bhcl,bhlk->bhck", alpha_BxHxCxL, mem_v)
@@ -92,7 +110,7 @@ def causal_luna_scan(
       step,
       (mem_k_BxHxKxL, mem_v_BxHxLxK),
       (chunks(q_BxHxNxK), chunks(k_BxHxNxK), chunks(v_BxHxNxK), chunks(w_BxHxNxL),
-       chunk_starts),
+       None if alpha_keep_BxHxNxL is None else chunks(alpha_keep_BxHxNxL), chunk_starts),
   )
   y_BxHxNxK = jnp.moveaxis(y, 0, 2).reshape(b, h, num_chunks * c, kd)[:, :, :n]
   return y_BxHxNxK, mem_k, mem_v
@@ -106,7 +124,9 @@ class LunaCausalAttention(nn.Module):
     tied_kv: one projection W_c for unpack keys and values; untied (the default, as for
       LunaAttention) uses W_k and W_v. Pack values are the unpack keys/values either way,
       as in the reference.
-    attention_dropout: dropout rate on the pack weights w.
+    attention_dropout: dropout rate on the pack weights w and on the unpack weights alpha
+      (independent masks). With deterministic=False and mutable=['intermediates'] the
+      masks are returned as booleans 'w_keep' and 'alpha_keep' (B, H, N, L), True = kept.
     init_style: "xavier" (reference) or "bert".
     chunk_size: positions per scan step; any value gives the same result.
     decode: use and update the 'cache' collection (running memories and the step count).
@@ -166,10 +186,20 @@ class LunaCausalAttention(nn.Module):
     def heads(a_BxTxD):  # (B, T, D) -> (B, H, T, K) in the accumulation dtype
       return jnp.swapaxes(common.split_heads(a_BxTxD, h), 1, 2).astype(acc)
 
+    rate = self.attention_dropout
+
+    def keep_mask(name):  # (B, H, N, L), True where kept; None when dropout is off
+      if deterministic or rate == 0.0:
+        return None
+      keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - rate, (b, h, n, l))
+      self.sow("intermediates", name, keep)
+      return keep
+
     q_p = heads(proj("p_query")(p_BxLxD.astype(self.dtype)) * dh**-0.5)
     k_pack = heads(proj("p_context")(x))
     w_BxHxNxL = omega(jnp.einsum("bhnk,bhlk->bhnl", k_pack, q_p))
-    w_BxHxNxL = nn.Dropout(self.attention_dropout)(w_BxHxNxL, deterministic=deterministic)
+    w_BxHxNxL = apply_keep(w_BxHxNxL, keep_mask("w_keep"), rate)  # before normalisation
+    alpha_keep_BxHxNxL = keep_mask("alpha_keep")  # applied after the softmax, in the scan
     if mask_BxN is not None:
       w_BxHxNxL = w_BxHxNxL * mask_BxN[:, None, :, None].astype(acc)
     q = heads(proj("query")(x) * dh**-0.5)
@@ -188,14 +218,14 @@ class LunaCausalAttention(nn.Module):
     if self.decode and initialized:
       y, new_k, new_v = causal_luna_scan(
           q, k, v, w_BxHxNxL, mem_k.value, mem_v.value, index.value, p_mask_BxL,
-          self.chunk_size,
+          self.chunk_size, alpha_keep_BxHxNxL, rate,
       )
       mem_k.value, mem_v.value = new_k, new_v
       index.value = index.value + n
     else:
       y, _, _ = causal_luna_scan(
           q, k, v, w_BxHxNxL, zeros_k, zeros_v, jnp.zeros((), jnp.int32), p_mask_BxL,
-          self.chunk_size,
+          self.chunk_size, alpha_keep_BxHxNxL, rate,
       )
     y_BxNxD = common.merge_heads(jnp.swapaxes(y, 1, 2).astype(self.dtype))
     return proj("out", role="out_proj")(y_BxNxD), p_BxLxD

@@ -79,8 +79,15 @@ def omega(z):
   return np.log1p(2.0**z) / np.log(2.0)
 
 
-def luna_causal(params, x, p, mask, p_mask, heads, tied):
-  """Causal Luna from the per-position formulas: Kbar_t, Vbar_t built explicitly."""
+def luna_causal(params, x, p, mask, p_mask, heads, tied, w_keep=None, alpha_keep=None,
+                rate=0.0):
+  """Causal Luna from the per-position formulas: Kbar_t, Vbar_t built explicitly.
+
+  w_keep / alpha_keep: boolean (B, H, N, L) dropout masks (True = kept, scaled by
+  1 / (1 - rate)) of the pack weights w (before they build Kbar and Vbar) and of the
+  unpack softmax weights alpha (after the softmax, before they weight Vbar), as the
+  authors' LunarCausalAttention drops them; None = no dropout there.
+  """
   bsz, n, d = x.shape
   dh = d // heads
   out = np.zeros((bsz, n, d))
@@ -96,6 +103,8 @@ def luna_causal(params, x, p, mask, p_mask, heads, tied):
     for h in range(heads):
       s = slice(h * dh, (h + 1) * dh)
       w = omega(kpack[:, s] @ qp[:, s].T)  # (n, l)
+      if w_keep is not None:
+        w = w * w_keep[b, h] / (1.0 - rate)
       if mask is not None:
         w = w * mask[b][:, None]
       for t in range(1, n + 1):
@@ -103,6 +112,8 @@ def luna_causal(params, x, p, mask, p_mask, heads, tied):
         vbar = (w[:t].T @ v[:t, s]) / t
         allowed = None if p_mask is None else p_mask[b]
         alpha = softmax(q[t - 1, s] @ kbar.T, allowed)
+        if alpha_keep is not None:
+          alpha = alpha * alpha_keep[b, h, t - 1] / (1.0 - rate)
         y[t - 1, s] = alpha @ vbar
     out[b] = linear(y, params["out"])
   return out

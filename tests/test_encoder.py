@@ -167,3 +167,52 @@ def test_public_names_are_importable_from_the_top_level():
   for name in ("LunaAttention", "LunaCausalAttention", "LinformerAttention", "LightweightConv",
                "DynamicConv", "MultiHeadAttention", "Encoder", "LraClassifier"):
     assert name in luna_jax.__all__ and getattr(luna_jax, name).__doc__
+
+
+@pytest.mark.parametrize("mean,tol", [(100.0, 1e-5), (1000.0, 1e-4)])
+def test_float32_layer_norm_is_two_pass(mean, tol):
+  """Rows with |mean| >> std: Flax's default one-pass variance E[x^2] - mean^2 loses
+  4e-4 (mean 100) and 3e-2 (mean 1000); two-pass, as torch, is near float32's floor
+  (3e-6 and 3e-5: the mean itself rounds to a float32 ulp, 6e-5 at 1000)."""
+  rng = np.random.default_rng(70)
+  x = (mean + rng.normal(size=(64, 256))).astype(np.float32)
+  ln = luna_jax.common.layer_norm("norm", jnp.float32, jnp.float32)
+  params = ln.init(jax.random.key(0), x)["params"]
+  params = jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape).astype(np.float32), params)
+  want = ref.layer_norm(x.astype(np.float64), ref.to_np(params))
+  assert rel_err(ln.apply({"params": params}, x), want) < tol
+  one_pass = ln.clone(use_fast_variance=True).apply({"params": params}, x)
+  assert rel_err(one_pass, want) > 10 * tol  # the tolerance does tell the two apart
+
+
+def test_float32_luna_encoder_with_a_large_mean_p_matches_float64_reference():
+  """The layers normalise through the same LayerNorm: a P parameter with mean 1000 (P's
+  embedding LayerNorm) still gives the float64 reference's outputs in float32."""
+  rng = np.random.default_rng(71)
+  b, n, l, d = 2, 12, 6, 32
+  x = rng.normal(size=(b, n, d)).astype(np.float32)
+  mask = prefix_mask([12, 7], n)
+  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=64, proj_len=l)
+  params = enc.init(jax.random.key(2), x, mask_BxN=mask)["params"]
+  params = dict(params, p_embed=params["p_embed"] + 1000.0)
+  y, p = enc.apply({"params": params}, x, mask_BxN=mask)
+  want_y, want_p = ref.luna_encoder(ref.to_np(params), x.astype(np.float64), mask, 4, l, 2,
+                                    True, False)
+  real, rows = mask[..., None], prefix_mask(mask.sum(-1), l)[..., None]
+  assert rel_err(np.where(real, y, 0), np.where(real, want_y, 0)) < 1e-4
+  assert rel_err(np.where(rows, p, 0), np.where(rows, want_p, 0)) < 1e-4
+
+
+@pytest.mark.parametrize("init_style", ["xavier", "bert"])
+def test_initial_p_std_is_d_to_the_minus_half_unless_p_init_is_bert(init_style):
+  """The authors' LRA encoder keeps P ~ N(0, d^-1/2) even under BERT init (P std 0.0625 at
+  d = 256); p_init="bert" gives their pre-training encoder's N(0, 0.02)."""
+  d, l = 256, 256
+  x = np.zeros((1, 4, d), np.float32)
+  enc = luna_jax.LunaEncoder(num_heads=4, ffn_dim=32, proj_len=l, init_style=init_style)
+  std = float(np.std(enc.init(jax.random.key(0), x)["params"]["p_embed"]))
+  assert abs(std - d**-0.5) < 0.02 * d**-0.5  # 65,536 draws: std known to 0.3%
+  bert = enc.clone(p_init="bert").init(jax.random.key(0), x)["params"]["p_embed"]
+  assert abs(float(np.std(bert)) - 0.02) < 0.02 * 0.02
+  with pytest.raises(ValueError, match="p_init='uniform' is not one of"):
+    enc.clone(p_init="uniform").init(jax.random.key(0), x)

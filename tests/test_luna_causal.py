@@ -41,6 +41,57 @@ def test_matches_numpy_reference(tied, chunk):
   np.testing.assert_array_equal(p_out, p)  # causal attention leaves P alone
 
 
+def _dropout_apply(module, params, x, p, mask, p_mask, seed):
+  """One training-mode pass; returns (Y, w_keep, alpha_keep) with the masks it drew."""
+  (y, _), state = module.apply({"params": params}, x, p, mask_BxN=mask, p_mask_BxL=p_mask,
+                               deterministic=False, rngs={"dropout": jax.random.key(seed)},
+                               mutable=["intermediates"])
+  keep = state["intermediates"]
+  return np.asarray(y), np.asarray(keep["w_keep"][0]), np.asarray(keep["alpha_keep"][0])
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("chunk", [1, 4, 64])
+def test_attention_dropout_drops_pack_weights_and_unpack_alpha(tied, chunk):
+  """As the authors' LunarCausalAttention: w dropped before it builds Kbar and Vbar, alpha
+  dropped after the softmax, independent masks; checked against the float64 reference."""
+  rate = 0.3
+  rng, x, p, module, params = _setup(tied=tied, chunk=chunk, seed=chunk + tied,
+                                     attention_dropout=rate)
+  mask = prefix_mask([11, 8], 11)
+  p_mask = random_mask(rng, 2, 5)
+  y, w_keep, alpha_keep = _dropout_apply(module, params, x, p, mask, p_mask, seed=3)
+  assert w_keep.shape == alpha_keep.shape == (2, 3, 11, 5)
+  assert w_keep.dtype == alpha_keep.dtype == bool
+  for keep in (w_keep, alpha_keep):
+    assert abs(keep.mean() - (1 - rate)) < 0.1
+  assert (w_keep != alpha_keep).mean() > 0.2  # two masks, not one used twice
+  np_params = ref.to_np(params)
+  want = ref.luna_causal(np_params, x, p, mask, p_mask, 3, tied, w_keep, alpha_keep, rate)
+  real = mask[..., None]
+  assert rel_err(np.where(real, y, 0), np.where(real, want, 0)) < 1e-6
+  # Dropping only w (the behaviour before alpha dropout) is far from the output.
+  pack_only = ref.luna_causal(np_params, x, p, mask, p_mask, 3, tied, w_keep, None, rate)
+  assert rel_err(np.where(real, y, 0), np.where(real, pack_only, 0)) > 1e-2
+
+
+def test_dropout_is_reproducible_from_the_rng_and_independent_of_chunk_size():
+  rng, x, p, module, params = _setup(n=13, chunk=1, attention_dropout=0.2)
+  mask, p_mask = prefix_mask([13, 9], 13), random_mask(rng, 2, 5)
+  y1, w1, a1 = _dropout_apply(module, params, x, p, mask, p_mask, seed=5)
+  for chunk in (1, 4, 64):
+    y, w, a = _dropout_apply(module.clone(chunk_size=chunk), params, x, p, mask, p_mask, seed=5)
+    np.testing.assert_array_equal(w, w1)
+    np.testing.assert_array_equal(a, a1)
+    np.testing.assert_allclose(y, y1, atol=1e-12)
+  y_other = _dropout_apply(module, params, x, p, mask, p_mask, seed=6)[0]
+  assert not np.allclose(y_other, y1)
+  # deterministic=True ignores the rate: the reference without dropout.
+  y_eval = module.apply({"params": params}, x, p, mask_BxN=mask, p_mask_BxL=p_mask)[0]
+  want = ref.luna_causal(ref.to_np(params), x, p, mask, p_mask, 3, True)
+  assert rel_err(np.asarray(y_eval)[:, :9], want[:, :9]) < 1e-6
+
+
 def test_changing_the_future_never_changes_the_past():
   rng, x, p, module, params = _setup(n=16, chunk=5)
   y = module.apply({"params": params}, x, p)[0]

@@ -13,7 +13,7 @@ import ml_collections
 
 from luna_jax import registry
 from luna_jax.data.tasks import get_task
-from luna_jax.encoder import Encoder
+from luna_jax.encoder import P_INITS, Encoder
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.add_cls = True  # prepend CLS (its final state is the "cls" pooling's sentence vector)
   c.add_eos = True  # append EOS
   c.generate_listops_examples = 96_000  # ListOps train size generated on first use; 0: never
+  c.generate_eval_examples = 0  # ... and its validation and test size each; 0: LRA's 2,000 per 96,000
   c.seed = 0  # parameters, dropout and data order
 
   # --- Model -------------------------------------------------------------------------
@@ -42,9 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   m.ffn_dim = 2048  # feed-forward hidden width
   m.classifier_hidden = 2048  # width of the classifier's hidden layer
   m.dropout = 0.1  # residual and embedding dropout
-  m.attention_dropout = 0.1  # dropout on attention maps (Luna: pack weights too)
+  m.attention_dropout = 0.1  # dropout on attention maps (Luna: pack and unpack weights)
   m.activation_dropout = 0.0  # dropout inside the feed-forward network
-  m.init_style = "xavier"  # xavier (the fairseq reference) | bert (N(0, 0.02))
+  m.init_style = "xavier"  # xavier (the fairseq reference) | bert (N(0, 0.02); not P)
   m.pooling = "cls"  # cls | mean
   m.pair_combination = "concat"  # retrieval: concat [u, v] (Luna) | nli [u, v, u*v, u-v]
   m.layer_norm = "default"  # default (the mechanism's own) | pre | post
@@ -52,6 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Each mechanism's own settings; the block of the chosen one is used.
   m.luna = ml_collections.ConfigDict(dict(
       proj_len=16,  # l, length of the projected sequence P (the paper: 16, 128, 256)
+      p_init="normal_d",  # initial P ~ N(0, d^-1/2) (Luna LRA, also with bert init) | bert
+                          # N(0, 0.02) (only the authors' pre-training encoder)
       contextual_p=True,  # P passed from layer to layer (else one P per layer)
       dynamic_projection=True,  # mask P rows beyond each example's length
       tied_kv=False,  # one projection for K and V (LRA runs: untied)
@@ -139,6 +142,9 @@ def validate(config, num_devices: int, num_processes: int = 1) -> None:
            f"{', '.join(names)}.")
   _require(m.num_heads > 0 and m.d_model % m.num_heads == 0,
            f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
+  if m.name == "luna":  # (a workdir's config.json from before p_init existed has none)
+    p_init = m.luna.get("p_init", "normal_d")
+    _require(p_init in P_INITS, f"model.luna.p_init={p_init!r} is not one of {P_INITS}.")
   if m.name == "luna" and m.luna.pack_heads:
     _require(m.d_model % m.luna.pack_heads == 0, f"model.luna.pack_heads="
              f"{m.luna.pack_heads} must divide model.d_model={m.d_model}.")
