@@ -7,8 +7,8 @@ Full run (Luna-16; add --config.model.luna.proj_len=128 or 256 for Luna-128/256)
 
 CPU variant (the README's main job; generates ListOps on first use, no download):
     python train.py --config configs/lra_listops.py:cpu
-  Measured on a 2-core CPU (2026-11-23, JAX 0.10.2): test accuracy 0.362 against a
-  majority-class rate of 0.182, best validation accuracy 0.356 (step 500); 2 min 26 s
+  Measured on a 2-core CPU (2026-12-01, JAX 0.10.2): test accuracy 0.362 against a
+  majority-class rate of 0.182, best validation accuracy 0.354 (step 500); 1 min 45 s
   wall time including generating the 5,000 + 500 + 500 examples.
 """
 
