@@ -108,59 +108,6 @@ def markdown(records, device, matmul_rate) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _ms(by, name, n):
-  r = by.get((name, n))
-  return None if r is None else r["fwd_bwd_ms"]
-
-
-def targets(records) -> str:
-  """The issue's targets, checked against this run's records."""
-  by = {(r["mixer"], r["seq_len"]): r for r in records}
-  lengths = sorted({r["seq_len"] for r in records})
-  lines = ["", "Targets (issue 6), checked on these records:", ""]
-
-  def check(label, value, goal, ok):
-    status = "n/a" if value is None else ("met" if ok else "missed")
-    lines.append(f"- {label}: {value if value is not None else 'not measured'} "
-                 f"(target {goal}) — {status}")
-
-  t4, t16 = _ms(by, "luna-16", 4096), _ms(by, "luna-16", 16384)
-  ratio = None if not (t4 and t16) else round(t16 / t4, 2)
-  check("Luna-16 time at 16K / at 4K", ratio, "<= 4.5", ratio is not None and ratio <= 4.5)
-  for n, goal in ((4096, 8), (16384, 25)):
-    base, luna = _ms(by, "transformer", n), _ms(by, "luna-16", n)
-    if base is None and by.get(("transformer", n)) is not None and luna:
-      lines.append(f"- Luna-16 speed-up over softmax at {n}: softmax out of memory "
-                   f"({by[('transformer', n)]['status']}) — met (softmax cannot run)")
-      continue
-    speed = None if not (base and luna) else round(base / luna, 1)
-    check(f"Luna-16 speed-up over softmax at {n}", speed, f">= {goal}x",
-          speed is not None and speed >= goal)
-  fits = [n for n in lengths if _ms(by, "transformer", n)]
-  if fits and ("luna-16", 16384) in by:
-    longest = max(fits)
-    frac = by[("luna-16", 16384)]["temp_bytes"] / by[("transformer", longest)]["temp_bytes"]
-    check(f"Luna-16 temporaries at 16K / softmax's at {longest} (longest that fits)",
-          round(frac, 3), "<= 0.1", frac <= 0.1)
-  for n in lengths:
-    c, b = _ms(by, "luna-causal-16", n), _ms(by, "luna-16", n)
-    if c and b:
-      check(f"causal / bidirectional Luna-16 at {n}", round(c / b, 2), "<= 2", c / b <= 2)
-  for n in lengths:
-    r = by.get(("luna-16", n))
-    if n >= 4096 and r and r.get("fraction_of_matmul"):
-      frac = r["fraction_of_matmul"]
-      check(f"Luna-16 at {n}: fraction of the matmul rate", f"{frac:.0%}", ">= 60%",
-            frac >= 0.6)
-  for n in lengths:
-    auto, unfold, band = (_ms(by, f"dynamicconv-31{s}", n) for s in ("", "-unfold", "-band"))
-    if auto and unfold and band:
-      best = "unfold" if unfold <= band else "band"
-      check(f"DynamicConv auto at {n} (unfold {unfold:.0f} ms, band {band:.0f} ms)",
-            f"{auto:.0f} ms", f"the faster form, {best}", auto <= 1.15 * min(unfold, band))
-  return "\n".join(lines) + "\n"
-
-
 def plot(records, path: pathlib.Path, device: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
@@ -205,7 +152,7 @@ def main(argv=None) -> int:
     path = pathlib.Path(args.report)
     saved = json.loads(path.read_text())
     path.with_suffix(".md").write_text(markdown(saved["records"], saved["device"],
-                                                saved["matmul_gflops"]) + targets(saved["records"]))
+                                                saved["matmul_gflops"]))
     plot(saved["records"], path.with_suffix(".png"), saved["device"])
     return 0
   lengths = list(args.lengths)
@@ -238,8 +185,7 @@ def main(argv=None) -> int:
   (out / f"{stem}.json").write_text(json.dumps(
       {"device": common.describe_device(), "matmul_gflops": matmul_rate, "records": records},
       indent=1))
-  (out / f"{stem}.md").write_text(markdown(records, common.describe_device(), matmul_rate)
-                                  + targets(records))
+  (out / f"{stem}.md").write_text(markdown(records, common.describe_device(), matmul_rate))
   plot(records, out / f"{stem}.png", common.describe_device())
   print(f"wrote {out / stem}.{{json,md,png}}")
   return 0
