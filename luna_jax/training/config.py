@@ -10,8 +10,10 @@ import dataclasses
 
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_dict
 
 from luna_jax import registry
+from luna_jax.convolution import PAPER_KERNEL_SIZES
 from luna_jax.data.tasks import get_task
 from luna_jax.encoder import P_INITS, Encoder
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
@@ -63,16 +65,17 @@ def base_config() -> ml_collections.ConfigDict:
   m.transformer = ml_collections.ConfigDict()
   m.linformer = ml_collections.ConfigDict(dict(
       proj_len=16,  # k, projected length (LRA: 16)
-      max_len=2002,  # longest sequence the E/F projections accept (>= max_len)
+      # longest sequence the E/F projections accept; unset: the run's max_len
+      max_len=config_dict.placeholder(int),
       sharing="headwise",  # none | headwise | kv | layerwise
       project_before=False,  # project before the K/V maps (fairseq) instead of after
   ))
   m.lightconv = ml_collections.ConfigDict(dict(
-      kernel_sizes=(3, 7, 15, 31, 31, 31, 31),  # per layer (the paper's encoder)
+      kernel_sizes=PAPER_KERNEL_SIZES,  # per layer (the paper's encoder)
       weight_dropout=0.0,  # DropConnect on the normalised kernels
   ))
   m.dynamicconv = ml_collections.ConfigDict(dict(
-      kernel_sizes=(3, 7, 15, 31, 31, 31, 31),
+      kernel_sizes=PAPER_KERNEL_SIZES,
       weight_dropout=0.0,
   ))
 
@@ -101,10 +104,19 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def mixer_settings(model_cfg) -> tuple[dict, dict]:
-  """(Encoder keyword arguments, mixer_options) from the chosen mechanism's block."""
+# Settings left unset (None) that follow the run: (mechanism, setting) -> top-level key.
+DERIVED = {("linformer", "max_len"): "max_len"}
+
+
+def mixer_settings(config) -> tuple[dict, dict]:
+  """(Encoder keyword arguments, mixer_options) from the chosen mechanism's block, with
+  unset derived settings taken from the run (e.g. Linformer's max_len)."""
+  model_cfg = config.model
   block = model_cfg.get(model_cfg.name)
   block = {} if block is None else block.to_dict()
+  for (name, key), source in DERIVED.items():
+    if name == model_cfg.name and block.get(key) is None:
+      block[key] = config[source]
   encoder_fields = {f.name for f in dataclasses.fields(Encoder)}
   encoder_kw = {k: v for k, v in block.items() if k in encoder_fields}
   options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in block.items()
@@ -115,7 +127,7 @@ def mixer_settings(model_cfg) -> tuple[dict, dict]:
 def build_model(config) -> LraClassifier:
   task = get_task(config.task, config.difficulty)
   m = config.model
-  encoder_kw, options = mixer_settings(m)
+  encoder_kw, options = mixer_settings(config)
   normalize_before = {"default": None, "pre": True, "post": False}[m.layer_norm]
   encoder = dict(mixer=m.name, num_layers=m.num_layers, num_heads=m.num_heads,
                  ffn_dim=m.ffn_dim, dropout=m.dropout, attention_dropout=m.attention_dropout,
@@ -149,10 +161,11 @@ def validate(config, num_devices: int, num_processes: int = 1) -> None:
     _require(m.d_model % m.luna.pack_heads == 0, f"model.luna.pack_heads="
              f"{m.luna.pack_heads} must divide model.d_model={m.d_model}.")
   if m.name == "linformer":
-    _require(config.max_len <= m.linformer.max_len,
+    linformer_max_len = mixer_settings(config)[1]["max_len"]
+    _require(config.max_len <= linformer_max_len,
              f"max_len={config.max_len} is longer than the Linformer projections allow "
-             f"(model.linformer.max_len={m.linformer.max_len}); raise "
-             "--config.model.linformer.max_len.")
+             f"(model.linformer.max_len={linformer_max_len}); raise "
+             "--config.model.linformer.max_len or leave it unset to follow max_len.")
   if m.name in ("lightconv", "dynamicconv"):
     sizes = m[m.name].kernel_sizes
     _require(len(sizes) >= m.num_layers, f"model.{m.name}.kernel_sizes has {len(sizes)} "
