@@ -23,9 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
-import luna_jax  # noqa: E402
+from benchmarks import common
+import luna_jax
 
 LINEAR_EXTRA = (32768,)
 

@@ -21,12 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import common  # noqa: E402
-from configs import lra_text  # noqa: E402
-from luna_jax.training import build_model  # noqa: E402
-from luna_jax.training.optim import make_optimizer  # noqa: E402
-from luna_jax.training.steps import create_state, make_train_step  # noqa: E402
+from benchmarks import common
+from configs import lra_text
+from luna_jax.training import build_model
+from luna_jax.training.optim import make_optimizer
+from luna_jax.training.steps import create_state, make_train_step
 
 MECHANISMS = {"transformer": {"model.name": "transformer"},
               "luna-16": {"model.name": "luna", "model.luna.proj_len": 16},
@@ -36,7 +35,6 @@ MECHANISMS = {"transformer": {"model.name": "transformer"},
 def step_time(overrides: dict, seq_len: int, batch: int, repeats: int, dtype: str, tiny: bool):
   config = lra_text.get_config("cpu" if tiny else "")
   config.max_len = seq_len
-  config.model.linformer.max_len = seq_len
   config.model.dtype = dtype
   config.model.name = overrides["model.name"]
   if "model.luna.proj_len" in overrides:

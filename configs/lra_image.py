@@ -12,6 +12,7 @@ CPU variant:
 """
 
 from luna_jax.training.config import base_config
+from luna_jax.training.variants import apply_variant
 
 TRAIN_EXAMPLES = 45_000  # CIFAR-10 train[:90%]
 BATCH_SIZE = 256
@@ -24,7 +25,7 @@ STEPS_PER_EPOCH = -(-TRAIN_EXAMPLES // BATCH_SIZE)
 def get_config(variant: str = ""):
   c = base_config()
   c.task = "image"
-  c.max_len = 1026
+  c.max_len = 1026  # 1,024 pixels + CLS + EOS
   m = c.model
   m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 1, 64, 8, 128, 128
   m.dropout, m.attention_dropout = 0.3, 0.1
@@ -32,12 +33,16 @@ def get_config(variant: str = ""):
   o.learning_rate, o.warmup_steps, o.weight_decay = 5e-3, 4000, 0.0
   c.batch_size, c.num_train_steps = BATCH_SIZE, 35000
   c.eval_every = c.checkpoint_every = STEPS_PER_EPOCH  # tied: fairseq saves at each validation
-  if variant == "cpu":
-    m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 32, 4, 64, 64
-    o.learning_rate, o.warmup_steps = 1e-3, 100
-    c.batch_size, c.num_train_steps = 32, 400
-    c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of lra_image.py; known: cpu")
-  m.linformer.max_len = c.max_len
-  return c
+  return apply_variant(c, variant, VARIANTS, __file__)
+
+
+def cpu(c):
+  """A narrower model, batch 32 and 400 steps."""
+  m, o = c.model, c.optimizer
+  m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 32, 4, 64, 64
+  o.learning_rate, o.warmup_steps = 1e-3, 100
+  c.batch_size, c.num_train_steps = 32, 400
+  c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
+
+
+VARIANTS = {"cpu": cpu}

@@ -16,6 +16,7 @@ CPU variant (generate a small set first):
 """
 
 from luna_jax.training.config import base_config
+from luna_jax.training.variants import apply_variant
 
 TRAIN_EXAMPLES = 160_000  # 80% of the 200,000 images of the hard subset
 BATCH_SIZE = 256  # the authors' instructions of November 2021 (512 from April 2022)
@@ -36,13 +37,17 @@ def get_config(variant: str = ""):
   o.learning_rate, o.warmup_steps, o.weight_decay = 1e-3, 4000, 0.0
   c.batch_size, c.num_train_steps = BATCH_SIZE, NUM_TRAIN_STEPS
   c.eval_every = c.checkpoint_every = STEPS_PER_EPOCH  # tied: fairseq saves at each validation
-  if variant == "cpu":
-    c.data_dir = "~/lra_data_cpu"
-    m.d_model, m.ffn_dim, m.classifier_hidden = 32, 64, 64
-    c.batch_size, c.num_train_steps = 32, 400
-    o.warmup_steps = 100
-    c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of lra_pathfinder.py; known: cpu")
-  m.linformer.max_len = c.max_len
-  return c
+  return apply_variant(c, variant, VARIANTS, __file__)
+
+
+def cpu(c):
+  """A small generated set (~/lra_data_cpu), a narrower model, batch 32 and 400 steps."""
+  m = c.model
+  c.data_dir = "~/lra_data_cpu"
+  m.d_model, m.ffn_dim, m.classifier_hidden = 32, 64, 64
+  c.batch_size, c.num_train_steps = 32, 400
+  c.optimizer.warmup_steps = 100
+  c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
+
+
+VARIANTS = {"cpu": cpu}

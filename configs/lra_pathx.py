@@ -13,14 +13,21 @@ CPU variant (a small generated set; demonstrates the pipeline, not the task):
 """
 
 from configs import lra_pathfinder
+from luna_jax.training.variants import apply_variant
 
 
 def get_config(variant: str = ""):
-  c = lra_pathfinder.get_config(variant)
+  c = lra_pathfinder.get_config()
   c.task = "pathx"
-  c.max_len = 128 * 128 + 2
-  c.model.linformer.max_len = c.max_len
-  if variant == "cpu":
-    c.batch_size, c.num_train_steps, c.max_eval_batches = 8, 50, 4
-    c.log_every, c.eval_every, c.checkpoint_every = 10, 25, 25
-  return c
+  c.max_len = 128 * 128 + 2  # 16,384 pixels + CLS + EOS
+  return apply_variant(c, variant, VARIANTS, __file__)
+
+
+def cpu(c):
+  """Pathfinder's cpu variant with batch 8, 50 steps and 4 validation batches."""
+  lra_pathfinder.cpu(c)
+  c.batch_size, c.num_train_steps, c.max_eval_batches = 8, 50, 4
+  c.log_every, c.eval_every, c.checkpoint_every = 10, 25, 25
+
+
+VARIANTS = {"cpu": cpu}

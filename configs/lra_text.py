@@ -10,6 +10,7 @@ CPU variant (same data, 1K bytes, a small model; minutes on 2 cores):
 """
 
 from luna_jax.training.config import base_config
+from luna_jax.training.variants import apply_variant
 
 # The authors' --save-interval-updates: validate (and keep the best checkpoint) every 100
 # updates.
@@ -28,14 +29,18 @@ def get_config(variant: str = ""):
   o.learning_rate, o.warmup_steps, o.weight_decay = 5e-5, 8000, 1e-4
   c.batch_size, c.num_train_steps = 32, 20000
   c.eval_every = c.checkpoint_every = EVAL_EVERY  # tied, as fairseq saves at each validation
-  if variant == "cpu":
-    c.max_len = 1024
-    m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 2, 64, 4, 128, 128
-    m.dropout = m.attention_dropout = 0.1
-    o.learning_rate, o.warmup_steps = 1e-3, 100
-    c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 400, 20, 100, 100
-    c.max_eval_batches = 16
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of lra_text.py; known: cpu")
-  m.linformer.max_len = c.max_len
-  return c
+  return apply_variant(c, variant, VARIANTS, __file__)
+
+
+def cpu(c):
+  """1K bytes, a 2-layer width-64 model, 400 steps."""
+  m, o = c.model, c.optimizer
+  c.max_len = 1024
+  m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 2, 64, 4, 128, 128
+  m.dropout = m.attention_dropout = 0.1
+  o.learning_rate, o.warmup_steps = 1e-3, 100
+  c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 400, 20, 100, 100
+  c.max_eval_batches = 16
+
+
+VARIANTS = {"cpu": cpu}

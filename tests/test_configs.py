@@ -1,6 +1,11 @@
-"""The LRA configs: the authors' validation intervals and batch sizes, and the initial P."""
+"""The LRA configs: the authors' validation intervals and batch sizes, the initial P, settings
+derived from the run (Linformer's max_len) and loading them by path, as train.py does."""
 
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -20,6 +25,7 @@ EXPECTED = {
     lra_pathx: (256, 160_000 // 256),
 }
 CONFIGS = list(EXPECTED)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _name(module):
@@ -54,6 +60,44 @@ def test_cpu_variants_keep_their_own_intervals_and_validate(module):
   assert c.eval_every == c.checkpoint_every == CPU_EVAL_EVERY[module]
   assert c.num_train_steps % c.eval_every == 0
   validate(c, num_devices=1)
+
+
+@pytest.mark.parametrize("module", CONFIGS, ids=_name)
+def test_a_max_len_override_reaches_the_linformer_projections(module):
+  """`--config.max_len=N` on the locked config: Linformer's E/F then take N positions."""
+  c = module.get_config()
+  c.lock()
+  n = c.max_len + 64  # longer than the config's own length
+  c.update_from_flattened_dict({"max_len": n, "model.name": "linformer"})
+  validate(c, num_devices=1)
+  model = build_model(c)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(
+      (1, 2, n) if c.task == "retrieval" else (1, n), np.int32))["params"]
+  k = c.model.linformer.proj_len
+  projections = [a.shape for a in jax.tree.leaves(shapes) if a.ndim == 3 and a.shape[1] == k]
+  assert projections and all(shape[-1] == n for shape in projections), projections
+
+
+def test_configs_load_by_path_from_any_directory(tmp_path):
+  """As train.py loads them (ml_collections reads the file by path), from another directory
+  and without PYTHONPATH: lra_pathx.py imports lra_pathfinder.py from the installed package."""
+  script = ("import sys\nfrom absl import flags\nfrom ml_collections import config_flags\n"
+            "config = config_flags.DEFINE_config_file('config', lock_config=True)\n"
+            "flags.FLAGS(sys.argv)\n"
+            "print(config.value.task, config.value.max_len, config.value.batch_size)\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  loaded = subprocess.run(
+      [sys.executable, "-c", script, f"--config={ROOT / 'configs' / 'lra_pathx.py'}:cpu",
+       "--config.max_len=4098"], cwd=tmp_path, env=env, capture_output=True, text=True)
+  assert loaded.returncode == 0, loaded.stderr
+  assert loaded.stdout.split() == ["pathx", "4098", "8"]
+
+
+@pytest.mark.parametrize("module", CONFIGS, ids=_name)
+def test_an_unknown_variant_names_the_file_and_the_known_ones(module):
+  with pytest.raises(ValueError, match=rf"unknown variant 'tpu' of {_name(module)}.py; "
+                     "known: cpu"):
+    module.get_config("tpu")
 
 
 @pytest.mark.parametrize("module", [lra_listops, lra_text], ids=_name)

@@ -41,7 +41,6 @@ def tiny_config(task: str, data_dir, mechanism: str = "luna", steps: int = 4):
   m.name = mechanism
   m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 1, 16, 2, 16, 16
   m.luna.proj_len = 4
-  m.linformer.max_len = 48
   m.lightconv.kernel_sizes = m.dynamicconv.kernel_sizes = (3, 5)
   c.optimizer.warmup_steps = 2
   c.optimizer.learning_rate = 1e-3
