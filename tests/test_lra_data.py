@@ -3,6 +3,8 @@
 import hashlib
 import logging
 import pathlib
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -11,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from luna_jax import data
 from luna_jax.data import __main__ as cli
-from luna_jax.data import readers, vocab
+from luna_jax.data import prepared, readers, tasks, vocab
 from tests import lra_fixtures as fx
 
 
@@ -393,3 +395,134 @@ def test_failed_rebuild_keeps_the_earlier_dataset(tmp_path, capsys):
   assert not list(d.rglob("*.replaced"))
   data.prepare("listops", d, num_examples=12, seed=1, overwrite=True, progress=False)
   assert len(data.data_source(task, "train", d)) == 12 and not list(d.rglob("*.replaced"))
+
+
+_READER = """
+import sys
+from luna_jax import data
+d = sys.argv[1]
+batches = list(data.make_dataset("listops", "validation", d, data.InputConfig(64),
+                                 global_batch=2, num_epochs=1))
+assert len(batches) == 1 and data.read_provenance("listops", d)["source"] == "generate"
+data.ensure_prepared("listops", d, generate=10)  # prepared: nothing to build
+print([m for m in ("luna_jax.data.build", "luna_jax.data.builders", "luna_jax.data.prepare",
+                   "tensorflow") if m in sys.modules])
+"""
+
+
+def test_reading_never_imports_the_build_code(tmp_path):
+  d = _listops_dir(tmp_path, n=8)
+  out = subprocess.run([sys.executable, "-c", _READER, str(d)], capture_output=True,
+                       text=True, cwd=pathlib.Path(__file__).parents[1], check=True)
+  assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_repeated_evaluation_reuses_one_reader_until_a_rebuild(tmp_path, monkeypatch):
+  d = _listops_dir(tmp_path, n=16)
+  opened = []
+  real = tfds.builder_from_directory
+  monkeypatch.setattr(tfds, "builder_from_directory", lambda p: opened.append(p) or real(p))
+
+  def evaluate():
+    return _all_batches(data.make_dataset("listops", "validation", d, data.InputConfig(64),
+                                          global_batch=2, num_epochs=1))
+
+  assert [len(evaluate()) for _ in range(3)] == [1, 1, 1]
+  assert len(opened) == 1
+  data.prepare("listops", d, num_examples=48, seed=5, overwrite=True, progress=False)
+  assert len(evaluate()) == 1 and len(opened) == 2  # the rebuilt dataset, opened once
+  assert len(data.data_source(data.get_task("listops"), "train", d)) == 48
+
+
+def test_each_record_names_the_folder_its_builder_writes(tmp_path):
+  records = [data.get_task(n) for n in data.TASK_NAMES] + [
+      data.get_task("pathfinder64", d) for d in ("easy", "intermediate")]
+  for task in records:
+    assert pathlib.Path(data.build.builder_for(task, tmp_path).data_dir) == \
+        prepared.dataset_folder(task, tmp_path)
+  assert data.get_task("pathx") is data.get_task("pathfinder128", "hard")
+  with pytest.raises(ValueError, match="unknown Pathfinder difficulty 'hardest'"):
+    data.get_task("pathfinder32", "hardest")
+  with pytest.raises(TypeError):
+    data.Task("x", "lra_x", 2, vocab.BYTE_VOCAB, None, 8)  # keywords only
+
+
+def test_ensure_prepared_generates_on_first_use_else_names_the_command(tmp_path, capsys):
+  d, calls = tmp_path / "tfds", []
+  with pytest.raises(FileNotFoundError, match="python -m luna_jax.data prepare text --data_dir"):
+    data.ensure_prepared("text", d, generate=10)  # cannot be generated
+  with pytest.raises(FileNotFoundError, match="prepare listops"):
+    data.ensure_prepared("listops", d)  # generate=0: never
+  with pytest.raises(FileNotFoundError, match="prepare listops"):  # only the lead generates
+    data.ensure_prepared("listops", d, generate=10, lead=False, barrier=lambda: calls.append(1))
+  assert calls == [1]
+  task = data.get_task("pathfinder32")
+  for _ in range(2):
+    folder = data.ensure_prepared(task, d, generate=4, num_eval_examples=1, progress=False,
+                                  barrier=lambda: calls.append(2))
+  assert calls == [1, 2, 2] and folder == prepared.dataset_folder(task, d)
+  assert capsys.readouterr().out.count("Pathfinder 32 is not prepared") == 1
+  assert {s: len(data.data_source(task, s, d)) for s in ("train", "validation", "test")} == \
+      {"train": 4, "validation": 1, "test": 1}
+  assert data.read_provenance(task, d)["difficulty"] == "hard"
+
+
+def _write_parity(root, sizes, seed, progress):
+  rng = np.random.default_rng(seed)
+  (root / "parity").mkdir(parents=True, exist_ok=True)
+  for split, n in sizes.items():
+    bits = rng.integers(0, 2, (n, 8))
+    (root / "parity" / f"{split}.txt").write_text(
+        "".join(f"{''.join(map(str, b))}\t{b.sum() % 2}\n" for b in bits))
+
+
+class LunaTestParity(tfds.core.GeneratorBasedBuilder):
+  """The builder of a task added by a test: the parity of 8 bits."""
+
+  VERSION = tfds.core.Version(tasks.DATASET_VERSION)
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place parity/{train,validation,test}.txt here."
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+        {"bits": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=2)}))
+
+  def _split_generators(self, dl_manager):
+    return {split: self._generate_examples(pathlib.Path(dl_manager.manual_dir) / name)
+            for split, name in data.get_task("parity").release_files.items()}
+
+  def _generate_examples(self, path):
+    for i, line in enumerate(path.read_text().splitlines()):
+      bits, label = line.split("\t")
+      yield i, {"bits": bits, "label": int(label)}
+
+
+def test_adding_a_task_is_one_record(tmp_path):
+  data.register_task(data.Task(
+      name="parity", builder="luna_test_parity", num_classes=2, vocab=vocab.BYTE_VOCAB,
+      encode=lambda ex: vocab.encode_bytes(ex["bits"]), default_length=8,
+      release_files={s: f"parity/{s}.txt" for s in tasks.SPLITS}, release_what="parity file",
+      generator=tasks.Generator(module=__name__, title="Parity", write=_write_parity,
+                                official_sizes={"train": 80, "validation": 10, "test": 10})))
+  try:
+    task = data.get_task("parity")
+    assert task.sources == ("generate", "release") and "parity" in data.task_names()
+    d = tmp_path / "tfds"
+    data.prepare("parity", d, num_examples=12, progress=False)
+    batches = _all_batches(data.make_dataset("parity", "train", d, data.InputConfig(10),
+                                             global_batch=4, num_epochs=1))
+    inputs = np.concatenate([b["inputs"] for b in batches])
+    labels = np.concatenate([b["label"] for b in batches])
+    assert inputs.shape == (12, 10) and inputs[0, 0] == vocab.BYTE_VOCAB.cls_id
+    np.testing.assert_array_equal((inputs[:, 1:9] - 1 - ord("0")).sum(1) % 2, labels)
+    assert data.read_provenance("parity", d)["splits"] == {"train": 12, "validation": 2,
+                                                           "test": 2}
+    release = d / "generated" / "luna_test_parity_seed0"
+    data.prepare("parity", tmp_path / "again", release_dir=release, progress=False)
+    assert len(data.data_source(task, "test", tmp_path / "again")) == 2
+    with pytest.raises(data.DataFormatError, match=r"missing parity file: .*parity/train.txt "
+                       "does not exist.*Or generate Parity with --source generate"):
+      data.prepare("parity", tmp_path / "x", release_dir=tmp_path / "nowhere", progress=False)
+  finally:
+    tasks.unregister_task("parity")
+  with pytest.raises(ValueError, match="unknown task 'parity'"):
+    data.get_task("parity")

@@ -1,14 +1,30 @@
-"""LRA data: official-format readers, generators, tfds builders and grain pipelines.
+"""LRA data: one record per task (`tasks`), reading prepared datasets (`prepared`,
+`pipeline`) and building them (`build`, with the `builders`, readers and generators).
 
-    python -m luna_jax.data prepare TASK --data_dir DIR   # see prepare.py
+    python -m luna_jax.data prepare TASK --data_dir DIR   # see build.py
+
+Reading never imports the build code; `prepare` loads it on first use.
 """
 
-from luna_jax.data.pipeline import InputConfig, data_source, make_dataset, to_tokens
-from luna_jax.data.prepare import (describe_provenance, generated_sizes, is_prepared, prepare,
-                                   read_provenance)
+import importlib
+
+from luna_jax.data.pipeline import InputConfig, make_dataset, to_tokens
+from luna_jax.data.prepared import (data_source, describe_provenance, ensure_prepared,
+                                    is_prepared, read_provenance)
 from luna_jax.data.readers import DataFormatError
-from luna_jax.data.tasks import TASK_NAMES, Task, get_task, majority_rate
+from luna_jax.data.tasks import (TASK_NAMES, Task, generated_sizes, get_task, majority_rate,
+                                 register_task, task_names)
 
 __all__ = ["DataFormatError", "InputConfig", "TASK_NAMES", "Task", "data_source",
-           "describe_provenance", "generated_sizes", "get_task", "is_prepared", "majority_rate", "make_dataset",
-           "prepare", "read_provenance", "to_tokens"]
+           "describe_provenance", "ensure_prepared", "generated_sizes", "get_task",
+           "is_prepared", "majority_rate", "make_dataset", "prepare", "read_provenance",
+           "register_task", "task_names", "to_tokens"]
+
+
+def __getattr__(name: str):
+  """`prepare` and the build modules, imported on first use."""
+  if name == "prepare":
+    return importlib.import_module(f"{__name__}.build").prepare
+  if name in ("build", "builders"):
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from luna_jax.data.prepare import prepare
+from luna_jax.data.build import prepare
 from luna_jax.data.readers import DataFormatError
-from luna_jax.data.tasks import TASK_NAMES
+from luna_jax.data.tasks import task_names
 
 
 def main(argv=None) -> int:
@@ -16,7 +16,7 @@ def main(argv=None) -> int:
                                    description="Prepare LRA task data (tfds, ArrayRecord).")
   commands = parser.add_subparsers(dest="command", required=True)
   p = commands.add_parser("prepare", help="build one task's dataset in --data_dir")
-  p.add_argument("task", choices=TASK_NAMES)
+  p.add_argument("task", choices=task_names())
   p.add_argument("--data_dir", required=True, help="tfds data directory to write")
   p.add_argument("--source", choices=("generate", "release", "manual", "download"),
                  help="where the data comes from (default: release if --release_dir is "

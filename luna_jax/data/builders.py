@@ -1,6 +1,7 @@
 """tensorflow-datasets builders for the LRA tasks, writing ArrayRecord (no TensorFlow).
 
-Each builder reads one official format from its manual directory (see `readers`):
+Each builder reads one official format from its manual directory (see `readers`), at
+the paths its task's record names (`tasks`: release_files, archive):
     lra_listops            <manual>/listops-1000/basic_{train,val,test}.tsv
     lra_retrieval          <manual>/tsv_data/new_aan_pairs.{train,eval,test}.tsv
     lra_pathfinder/<R>_<difficulty>   <manual>/pathfinder<R>/<subset>/{metadata,imgs}
@@ -8,6 +9,7 @@ Each builder reads one official format from its manual directory (see `readers`)
     lra_image              <manual>/cifar-10-binary.tar.gz, else downloaded
 tfds' own imdb_reviews and cifar10 builders read their archives through TensorFlow, so
 Text and Image have builders of their own that read the same official archives.
+Only `build` imports this module: reading a prepared dataset needs no builder class.
 """
 
 from __future__ import annotations
@@ -18,20 +20,23 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from luna_jax.data import pathfinder_gen, readers
+from luna_jax.data.tasks import DATASET_VERSION, get_task
 
-IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
-LRA_RELEASE_HINT = ("The LRA release (lra_release.gz, about 8 GB) is linked from "
-                    "https://github.com/google-research/long-range-arena; unpack it and pass "
-                    "its lra_release folder as --release_dir.")
+IMDB = get_task("text").archive
+CIFAR = get_task("image").archive
+IMDB_URL, CIFAR_URL = IMDB.url, CIFAR.url
 
 
 def _manual(dl_manager) -> pathlib.Path:
   return pathlib.Path(dl_manager.manual_dir)
 
 
+def _files(task_name: str) -> str:
+  return ", ".join(get_task(task_name).release_files.values())
+
+
 class _Builder(tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version(DATASET_VERSION)
   RELEASE_NOTES = {"1.0.0": "First luna-jax release."}
 
   def _features(self) -> dict:
@@ -45,17 +50,15 @@ class _Builder(tfds.core.GeneratorBasedBuilder):
 class LraListops(_Builder):
   """ListOps (10 classes): expressions of MIN, MAX, MED and SM over digits."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = ("Place listops-1000/basic_{train,val,test}.tsv (from the "
-                                  "LRA release, or written by the generator) here.")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (f"Place {_files('listops')} (from the LRA release, or "
+                                  "written by the generator) here.")
 
   def _features(self):
     return {"source": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
-    folder = _manual(dl_manager) / "listops-1000"
-    return {split: self._generate_examples(folder / name) for split, name in
-            (("train", "basic_train.tsv"), ("validation", "basic_val.tsv"),
-             ("test", "basic_test.tsv"))}
+    return {split: self._generate_examples(_manual(dl_manager) / name)
+            for split, name in get_task("listops").release_files.items()}
 
   def _generate_examples(self, path):
     for i, (source, label) in enumerate(readers.read_listops_tsv(path)):
@@ -65,7 +68,7 @@ class LraListops(_Builder):
 class LraRetrieval(_Builder):
   """Byte-level AAN document matching (2 classes): do two papers cite each other?"""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = "Place tsv_data/new_aan_pairs.{train,eval,test}.tsv here."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place {_files('retrieval')} here."
 
   def _features(self):
     text = tfds.features.Text()
@@ -73,9 +76,8 @@ class LraRetrieval(_Builder):
             "label": tfds.features.ClassLabel(num_classes=2)}
 
   def _split_generators(self, dl_manager):
-    folder = _manual(dl_manager) / "tsv_data"
-    return {split: self._generate_examples(folder / f"new_aan_pairs.{name}.tsv")
-            for split, name in (("train", "train"), ("validation", "eval"), ("test", "test"))}
+    return {split: self._generate_examples(_manual(dl_manager) / name)
+            for split, name in get_task("retrieval").release_files.items()}
 
   def _generate_examples(self, path):
     for i, (label, id1, id2, text1, text2) in enumerate(readers.read_aan_tsv(path)):
@@ -109,8 +111,7 @@ class LraPathfinder(_Builder):
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
-    subset = pathfinder_gen.DIFFICULTIES[cfg.difficulty][0]
-    folder = _manual(dl_manager) / f"pathfinder{cfg.resolution}" / subset
+    folder = pathfinder_gen.subset_dir(_manual(dl_manager), cfg.resolution, cfg.difficulty)
     entries = list(readers.read_pathfinder_metadata(folder))
     sizes = readers.read_pathfinder_split_sizes(folder, len(entries))
     splits, start = {}, 0
@@ -147,13 +148,13 @@ class _ArchiveBuilder(_Builder):
 class LraText(_ArchiveBuilder):
   """Byte-level IMDb reviews (2 classes), read from the official aclImdb_v1.tar.gz."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place aclImdb_v1.tar.gz ({IMDB_URL}) here."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place {IMDB.name} ({IMDB.url}) here."
 
   def _features(self):
     return {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=2)}
 
   def _split_generators(self, dl_manager):
-    archive, hint = self._official_archive(dl_manager, "aclImdb_v1.tar.gz", IMDB_URL)
+    archive, hint = self._official_archive(dl_manager, IMDB.name, IMDB.url)
     # One pass, before anything is written: an incomplete archive fails here. The keys
     # are the reviews' order in the archive, as when each split read it on its own.
     reviews = {"train": [], "test": []}
@@ -170,15 +171,15 @@ class LraImage(_ArchiveBuilder):
   """Grayscale CIFAR-10 (10 classes): train = first 90% of the training batches,
   validation = the last 10%, test = the test batch, as in LRA."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place cifar-10-binary.tar.gz ({CIFAR_URL}) here."
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Place {CIFAR.name} ({CIFAR.url}) here."
 
   def _features(self):
     return {"image": tfds.features.Tensor(shape=(32, 32), dtype=np.uint8),
             "label": tfds.features.ClassLabel(num_classes=10)}
 
   def _split_generators(self, dl_manager):
-    data = readers.read_cifar_archive(*self._official_archive(
-        dl_manager, "cifar-10-binary.tar.gz", CIFAR_URL))
+    data = readers.read_cifar_archive(*self._official_archive(dl_manager, CIFAR.name,
+                                                              CIFAR.url))
     images, labels = data["train"]
     cut = int(0.9 * len(labels))
     return {"train": self._generate_examples(images[:cut], labels[:cut]),

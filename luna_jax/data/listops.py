@@ -23,6 +23,11 @@ VALUE_P = 0.25
 MIN_LENGTH, MAX_LENGTH = 500, 2000  # exclusive bounds, as in LRA
 SPLIT_SIZES = {"train": 96_000, "val": 2_000, "test": 2_000}
 SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+FOLDER = "listops-1000"
+# Our split names -> the release's.
+RELEASE_SPLITS = {"train": "train", "validation": "val", "test": "test"}
+# Our split -> its file in a release folder.
+RELEASE_FILES = {split: f"{FOLDER}/{SPLIT_FILES[name]}" for split, name in RELEASE_SPLITS.items()}
 
 Tree = Union[int, tuple]  # a digit, or (operator, [children])
 
@@ -93,7 +98,7 @@ def write_release(
   Returns the listops-1000 folder. `progress(n)` is called after each example.
   """
   sizes = dict(SPLIT_SIZES if split_sizes is None else split_sizes)
-  folder = pathlib.Path(root) / "listops-1000"
+  folder = pathlib.Path(root) / FOLDER
   folder.mkdir(parents=True, exist_ok=True)
   examples = generate(sum(sizes.values()), seed)
   written = 0
@@ -110,3 +115,9 @@ def write_release(
           progress(written)
     tmp.replace(folder / SPLIT_FILES[split])  # a crash never leaves a half-written file
   return folder
+
+
+def write_splits(root: Union[str, pathlib.Path], sizes: dict[str, int], seed: int,
+                 progress: Optional[Callable[[int], None]] = None) -> pathlib.Path:
+  """`write_release` with sizes by our split names (train, validation, test)."""
+  return write_release(root, {RELEASE_SPLITS[k]: n for k, n in sizes.items()}, seed, progress)

@@ -64,7 +64,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from luna_jax.data import pathfinder_render
+from luna_jax.data import pathfinder_render, readers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -730,4 +730,15 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
       if progress is not None:
         progress(k + 1)
     (subset / "metadata" / f"{batch}.npy").write_text("\n".join(lines) + "\n")
+  return subset
+
+
+def write_splits(root: str | os.PathLike, sizes: dict[str, int], seed: int,
+                 progress: Callable[[int], None] | None = None, *, resolution: int,
+                 difficulty: str) -> pathlib.Path:
+  """`write_release` of sum(sizes) images, recording the split sizes (train,
+  validation, test, in metadata order) that the builder reads back."""
+  subset = write_release(root, resolution, difficulty, sum(sizes.values()), seed,
+                         progress=progress)
+  readers.write_pathfinder_split_sizes(subset, sizes)
   return subset

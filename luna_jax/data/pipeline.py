@@ -8,7 +8,8 @@ Batches are dicts of NumPy arrays for this process's share of the global batch:
 The order of examples is a function of (seed, epoch) alone: every process walks the same
 globally shuffled index stream and keeps its own rows of each global batch, so a run on
 several hosts sees the same global batches as a run on one. The iterator's state (a small
-dict) can be saved and restored to continue at the same position.
+dict) can be saved and restored to continue at the same position. Examples are read
+from the prepared dataset (`prepared.data_source`), never through the build code.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import Optional
 import grain
 import numpy as np
 
-from luna_jax.data import builders  # noqa: F401  (registers the tfds builders)
-from luna_jax.data import prepare as prepare_lib
+from luna_jax.data.prepared import data_source
 from luna_jax.data.tasks import Task, get_task
 
 
@@ -77,17 +77,6 @@ class _BatchLoader:
       labels.append(int(example["label"]))
     return {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
             "weight": (rows >= 0).astype(np.float32)}
-
-
-def data_source(task: Task, split: str, data_dir):
-  """Random access to one split of a prepared task; a clear error when it is missing."""
-  if not prepare_lib.is_prepared(task, data_dir):
-    raise FileNotFoundError(
-        f"the {task.name} data is not prepared in {data_dir}. Run:\n"
-        f"  python -m luna_jax.data prepare {task.name} --data_dir {data_dir}\n"
-        f"(sources for {task.name}: {', '.join(task.sources)}; see "
-        "`python -m luna_jax.data prepare --help`).")
-  return prepare_lib.builder_for(task, data_dir).as_data_source(split=task.splits[split])
 
 
 def make_dataset(

@@ -14,7 +14,6 @@ import logging
 import math
 import pathlib
 import re
-import sys
 import tarfile
 import zlib
 from typing import Iterator, Union
@@ -248,8 +247,6 @@ def read_cifar_archive(path: PathLike,
     rgb = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     out[split] = (rgb_to_grayscale(rgb), labels)
   return out
-
-
 
 
 __all__ = ["DataFormatError", "read_listops_tsv", "read_aan_tsv", "read_pathfinder_metadata",
