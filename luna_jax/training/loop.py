@@ -32,20 +32,11 @@ class NonFiniteLossError(FloatingPointError):
 
 def ensure_data(config, task) -> None:
   """Generates ListOps on first use; any other missing task stops with the command."""
-  data_dir = pathlib.Path(config.data_dir).expanduser()
-  if data.is_prepared(task, data_dir):
-    return
-  if task.name == "listops" and config.generate_listops_examples > 0:
-    if jax.process_index() == 0:
-      print(f"ListOps is not prepared in {data_dir}: generating "
-            f"{config.generate_listops_examples} training examples (seed 0) ...", flush=True)
-      data.prepare("listops", data_dir, source="generate",
-                   num_examples=config.generate_listops_examples,
-                   num_eval_examples=config.generate_eval_examples or None, seed=0,
-                   progress=config.progress_bar)
-    _sync("listops_generated")
-    return
-  data.data_source(task, "train", data_dir)  # raises with the exact prepare command
+  data.ensure_prepared(
+      task, config.data_dir,
+      generate=config.generate_listops_examples if task.name == "listops" else 0,
+      num_eval_examples=config.generate_eval_examples or None, progress=config.progress_bar,
+      lead=jax.process_index() == 0, barrier=lambda: _sync("listops_generated"))
 
 
 def _sync(name: str) -> None:
