@@ -33,12 +33,12 @@ def mechanisms(seq_len: int) -> dict:
   """name -> Encoder keyword arguments."""
   return {
       "transformer": dict(mixer="transformer"),
-      "luna-16": dict(mixer="luna", proj_len=16),
-      "luna-128": dict(mixer="luna", proj_len=128),
-      "luna-256": dict(mixer="luna", proj_len=256),
-      "luna-causal-16": dict(mixer="luna", proj_len=16, causal=True),
-      "linformer-128": dict(mixer="linformer", proj_len=128,
-                            mixer_options={"max_len": seq_len}),
+      "luna-16": dict(mixer="luna", mixer_options={"proj_len": 16}),
+      "luna-128": dict(mixer="luna", mixer_options={"proj_len": 128}),
+      "luna-256": dict(mixer="luna", mixer_options={"proj_len": 256}),
+      "luna-causal-16": dict(mixer="luna", mixer_options={"proj_len": 16}, causal=True),
+      "linformer-128": dict(mixer="linformer",
+                            mixer_options={"proj_len": 128, "max_len": seq_len}),
       "lightconv-31": dict(mixer="lightconv", mixer_options={"kernel_size": 31}),
       "dynamicconv-31": dict(mixer="dynamicconv", mixer_options={"kernel_size": 31}),
       "dynamicconv-31-unfold": dict(mixer="dynamicconv", mixer_options={

@@ -1,21 +1,40 @@
 """luna-jax: linear-cost sequence mixers (Luna, Linformer, light/dynamic convolution) in
 JAX/Flax, with a softmax Transformer baseline, for the Long Range Arena.
 
-Shapes follow (batch B, tokens N, width D, projection length L); masks are boolean and
-True at real tokens (or at usable P rows).
+Layout: `luna_jax.mixers` holds one module per mixer (its attention, encoder layer,
+settings, check and `register_mixer` line); `layers` is the base every mixer's layer
+builds on; `registry` maps names to mixers; `encoder` stacks any of them; `model` is the
+LRA classifier around the encoder.
+
+Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) array):
+
+    B  batch                      D  model width d
+    N  sequence length (tokens)   H  heads (convolutions: kernels)
+    M  context length (keys and   K  head width d_h = D / H (convolutions: the channels
+       values of cross-attention)    one kernel covers)
+    L  projected length: the rows of Luna's P (l) or of Linformer's E K (k)
+    T  kernel taps (a convolution's kernel size)
+    G  Linformer projection matrices (1, or one per head)
+    C  positions per chunk of the causal Luna scan
+
+Masks are boolean and True at real tokens (or at usable P rows).
 """
 
+from luna_jax import mixers  # noqa: F401  (registers the built-in mixers)
 from luna_jax.common import LAYER_NORM_EPS, gelu
-from luna_jax.convolution import (ConvEncoderLayer, DynamicConv, DynamicConvEncoderLayer,
-                                  LightConvEncoderLayer, LightweightConv)
-from luna_jax.encoder import Encoder, LunaEncoder
-from luna_jax.layers import FeedForward, LayerBase, LunaEncoderLayer, TransformerEncoderLayer
-from luna_jax.linformer import LinformerAttention, LinformerEncoderLayer, LinformerProjection
-from luna_jax.luna_attention import LunaAttention
-from luna_jax.luna_causal import LunaCausalAttention, omega
-from luna_jax.registry import MixerSpec, get_mixer, mixer_names, register_mixer
+from luna_jax.encoder import Encoder
+from luna_jax.layers import FeedForward, LayerBase
+from luna_jax.mixers.convolution import (ConvEncoderLayer, DynamicConv, DynamicConvEncoderLayer,
+                                         LightweightConv)
+from luna_jax.mixers.linformer import (LinformerAttention, LinformerEncoderLayer,
+                                       LinformerProjection)
+from luna_jax.mixers.luna import LunaEncoderLayer
+from luna_jax.mixers.luna_attention import LunaAttention
+from luna_jax.mixers.luna_causal import LunaCausalAttention, omega
+from luna_jax.mixers.transformer import MultiHeadAttention, TransformerEncoderLayer
 from luna_jax.model import LraClassifier
-from luna_jax.softmax_attention import MultiHeadAttention
+from luna_jax.registry import (MixerSpec, Run, get_mixer, mixer_names, register_mixer,
+                               unregister_mixer)
 
 __version__ = "0.1.0"
 
@@ -27,7 +46,6 @@ __all__ = [
     "FeedForward",
     "LAYER_NORM_EPS",
     "LayerBase",
-    "LightConvEncoderLayer",
     "LightweightConv",
     "LinformerAttention",
     "LinformerEncoderLayer",
@@ -35,14 +53,15 @@ __all__ = [
     "LraClassifier",
     "LunaAttention",
     "LunaCausalAttention",
-    "LunaEncoder",
     "LunaEncoderLayer",
     "MixerSpec",
     "MultiHeadAttention",
+    "Run",
     "TransformerEncoderLayer",
     "gelu",
     "get_mixer",
     "mixer_names",
     "omega",
     "register_mixer",
+    "unregister_mixer",
 ]

@@ -1,4 +1,5 @@
-"""Numerics shared by every mixer: the reference's LayerNorm and GELU, initialisers, masking.
+"""Numerics shared by every mixer: the reference's LayerNorm and GELU, initialisers, masking,
+head splitting and masked softmax attention. Shape letters: see `luna_jax/__init__.py`.
 
 Flax's defaults differ from the PyTorch references (tanh GELU, LayerNorm eps 1e-6 and a
 one-pass variance, zero biases); everything here is chosen to match the authors' code
@@ -119,16 +120,16 @@ def dense(
   )
 
 
-def split_heads(x_BxTxD: Array, num_heads: int) -> Array:
-  """(B, T, D) -> (B, T, H, D // H)."""
-  b, t, d = x_BxTxD.shape
-  return x_BxTxD.reshape(b, t, num_heads, d // num_heads)
+def split_heads(x_BxNxD: Array, num_heads: int) -> Array:
+  """(B, N, D) -> (B, N, H, K), K = D // H."""
+  b, n, d = x_BxNxD.shape
+  return x_BxNxD.reshape(b, n, num_heads, d // num_heads)
 
 
-def merge_heads(x_BxTxHxK: Array) -> Array:
-  """(B, T, H, K) -> (B, T, H * K)."""
-  b, t, h, k = x_BxTxHxK.shape
-  return x_BxTxHxK.reshape(b, t, h * k)
+def merge_heads(x_BxNxHxK: Array) -> Array:
+  """(B, N, H, K) -> (B, N, H * K)."""
+  b, n, h, k = x_BxNxHxK.shape
+  return x_BxNxHxK.reshape(b, n, h * k)
 
 
 def check_heads(d_model: int, num_heads: int, what: str = "num_heads") -> int:
@@ -141,11 +142,11 @@ def check_heads(d_model: int, num_heads: int, what: str = "num_heads") -> int:
   return d_model // num_heads
 
 
-def attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_BxS, dropout, deterministic: bool) -> Array:
-  """softmax(q k^T) v per head with keys masked where mask_BxS is False; q is already
-  scaled; dropout (an nn.Dropout) acts on the probabilities. Returns (B, T, H, K)."""
-  logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
-  mask = None if mask_BxS is None else mask_BxS[:, None, None, :]
-  probs = masked_softmax(logits_BxHxTxS, mask)
-  probs = dropout(probs, deterministic=deterministic).astype(v_BxSxHxK.dtype)
-  return jnp.einsum("bhts,bshk->bthk", probs, v_BxSxHxK)
+def attend(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxM, dropout, deterministic: bool) -> Array:
+  """softmax(q k^T) v per head with keys masked where mask_BxM is False; q is already
+  scaled; dropout (an nn.Dropout) acts on the probabilities. Returns (B, N, H, K)."""
+  logits_BxHxNxM = jnp.einsum("bnhk,bmhk->bhnm", q_BxNxHxK, k_BxMxHxK)
+  mask = None if mask_BxM is None else mask_BxM[:, None, None, :]
+  probs_BxHxNxM = masked_softmax(logits_BxHxNxM, mask)
+  probs_BxHxNxM = dropout(probs_BxHxNxM, deterministic=deterministic).astype(v_BxMxHxK.dtype)
+  return jnp.einsum("bhnm,bmhk->bnhk", probs_BxHxNxM, v_BxMxHxK)

@@ -1,52 +1,38 @@
-"""The encoder stack: any registered mixer, plus Luna's learned projected sequence P.
+"""The encoder stack: `num_layers` layers of any registered mixer.
 
-For Luna (Ma et al. 2021, Sec. 3.3) the first P is a learned (l, d) parameter, drawn from
-N(0, d^-1/2), broadcast over the batch, layer-normalised and dropped out per example. The
-authors' LRA encoder keeps that init under BERT-style init too; only their pre-training
-sentence encoder redraws P from N(0, 0.02) (p_init="bert" here).
-Contextual P (the default) feeds each layer's P output to the next layer; non-contextual
-gives every layer its own P parameter. Dynamic projection masks P rows j >= the number of
-real tokens of the example, so a short sequence uses only the first min(l, n) rows.
+The stack knows no mixer by name: it reads the mixer's record (`luna_jax.registry`) for
+its layer class, settings, check, shared modules and, for mixers that thread a second
+sequence P beside X (Luna), how P is made before each layer and normalised at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from luna_jax import common
-from luna_jax.registry import get_mixer
+from luna_jax import common, registry
 
 Array = common.Array
-# Initial P: "normal_d" N(0, d^-1/2) (the authors' LRA encoder, whatever init_style) or
-# "bert" N(0, 0.02) (their pre-training LunaSentenceEncoder).
-P_INITS = ("normal_d", "bert")
 
 
 class Encoder(nn.Module):
-  """A stack of `num_layers` layers of the mixer named `mixer` (see `luna_jax.registry`).
+  """A stack of `num_layers` layers of the mixer named `mixer`.
 
   Attributes:
-    mixer: registered mechanism name ("luna", "transformer", ...).
+    mixer: a registered mechanism name (`luna_jax.mixer_names()`).
     num_layers, num_heads, ffn_dim: stack depth, attention heads, FFN hidden width.
     dropout / attention_dropout / activation_dropout: residual, attention and FFN rates.
-    normalize_before: pre-LN (True) or post-LN (False); None takes the mixer's default
-      (post-LN for Luna as in the LRA runs, pre-LN for the Transformer). Pre-LN adds final
-      LayerNorms on X (and P).
+    normalize_before: pre-LN (True) or post-LN (False); None takes the mixer's default.
+      Pre-LN adds final LayerNorms on X (and P).
     causal: autoregressive mixing (position t sees only positions <= t).
     decode: step-by-step decoding through the 'cache' collection (causal only).
-    init_style: "xavier" (the reference) or "bert" (N(0, 0.02) weights, zero biases; P
-      follows p_init).
-    proj_len: l, the length of P (Luna-type mixers only).
-    p_init: std of the initial P: "normal_d" (d^-1/2, the authors' LRA models, also under
-      init_style="bert") or "bert" (0.02, the authors' pre-training encoder).
-    contextual_p: pass P from layer to layer (True) or give each layer its own P.
-    dynamic_projection: mask P rows beyond each example's length. Not applied when causal,
-      where the total length would tell earlier positions about later ones.
-    mixer_options: the mixer's own layer fields, e.g. {"tied_kv": True, "pack_heads": 4}.
+    init_style: "xavier" (the reference) or "bert" (N(0, 0.02) weights, zero biases).
+    mixer_options: the mixer's own settings: a mapping of some of them (the others keep
+      their defaults) or the mixer's settings object; the accepted names are the fields
+      of `luna_jax.get_mixer(mixer).settings`.
   """
 
   mixer: str = "luna"
@@ -60,38 +46,23 @@ class Encoder(nn.Module):
   causal: bool = False
   decode: bool = False
   init_style: str = "xavier"
-  proj_len: int = 16
-  p_init: str = "normal_d"
-  contextual_p: bool = True
-  dynamic_projection: bool = True
-  mixer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  mixer_options: Any = dataclasses.field(default_factory=dict)
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
 
-  def _check(self, spec) -> None:
+  def _check(self, spec: registry.MixerSpec) -> None:
     common.check_init_style(self.init_style)
+    capable = lambda reason: ", ".join(  # noqa: E731
+        n for n in registry.mixer_names() if not getattr(registry.get_mixer(n), reason))
     if self.causal and spec.not_causal_because:
-      raise ValueError(f"mixer {self.mixer!r} cannot be causal: {spec.not_causal_because}")
+      raise ValueError(f"mixer {self.mixer!r} cannot be causal: {spec.not_causal_because} "
+                       f"Mixers that can: {capable('not_causal_because')}.")
     if self.decode and not self.causal:
       raise ValueError("decode=True needs causal=True.")
-    unknown = set(self.mixer_options) - set(spec.option_names())
-    if unknown:
-      raise ValueError(
-          f"unknown mixer_options {sorted(unknown)} for mixer {self.mixer!r}; "
-          f"it accepts {list(spec.option_names())}."
-      )
-    if spec.uses_p and self.proj_len <= 0:
-      raise ValueError(f"proj_len must be positive, got {self.proj_len}.")
-    if self.p_init not in P_INITS:
-      raise ValueError(f"p_init={self.p_init!r} is not one of {P_INITS}.")
-
-  def _initial_p(self, batch: int, d: int, index: str, deterministic: bool) -> Array:
-    std = 0.02 if self.p_init == "bert" else d**-0.5
-    p_LxD = self.param(f"p_embed{index}", nn.initializers.normal(std),
-                       (self.proj_len, d), self.param_dtype)
-    p_BxLxD = jnp.broadcast_to(p_LxD.astype(self.dtype), (batch, self.proj_len, d))
-    p_BxLxD = common.layer_norm(f"p_embed_norm{index}", self.dtype, self.param_dtype)(p_BxLxD)
-    return nn.Dropout(self.dropout)(p_BxLxD, deterministic=deterministic)
+    if self.decode and spec.no_decode_because:
+      raise ValueError(f"mixer {self.mixer!r} cannot decode step by step: "
+                       f"{spec.no_decode_because} Mixers that can: "
+                       f"{capable('no_decode_because')}.")
 
   @nn.compact
   def __call__(
@@ -109,52 +80,38 @@ class Encoder(nn.Module):
       deterministic: disables dropout when True; otherwise needs a 'dropout' rng.
 
     Returns:
-      (X of shape (B, N, D), P of shape (B, l, D) or None for mixers without P). Outputs
+      (X of shape (B, N, D), P of shape (B, L, D) or None for mixers without P). Outputs
       at padded positions and at masked P rows are finite but meaningless.
     """
-    spec = get_mixer(self.mixer)
+    spec = registry.get_mixer(self.mixer)
     self._check(spec)
     b, n, d = x_BxNxD.shape
+    run = registry.Run(max_len=None, num_layers=self.num_layers, d_model=d,
+                       num_heads=self.num_heads, causal=self.causal)
+    settings = registry.make_settings(self.mixer, self.mixer_options, run)
     if mask_BxN is None:
       mask_BxN = jnp.ones((b, n), bool)
     x = x_BxNxD.astype(self.dtype) * mask_BxN[..., None].astype(self.dtype)
 
-    p_mask_BxL = None
-    if spec.uses_p and self.dynamic_projection and not self.causal:
-      lengths_B = mask_BxN.sum(-1)
-      p_mask_BxL = jnp.arange(self.proj_len)[None, :] < lengths_B[:, None]
-
-    def fresh_p(index: str) -> Array:
-      p = self._initial_p(b, d, index, deterministic)
-      return p if p_mask_BxL is None else p * p_mask_BxL[..., None].astype(p.dtype)
-
     normalize_before = (spec.normalize_before if self.normalize_before is None
                         else self.normalize_before)
-    options = dict(self.mixer_options)
-    shared = spec.shared_modules(self, options) if spec.shared_modules else {}
-    p = fresh_p("") if spec.uses_p and self.contextual_p else None
+    shared = spec.shared_modules(self, settings) if spec.shared_modules else {}
+    p = p_mask_BxL = None
     for i in range(self.num_layers):
-      if spec.uses_p and not self.contextual_p:
-        p = fresh_p(f"_{i}")
-      own = spec.layer_kwargs(self, options, i) if spec.layer_kwargs else options
+      if spec.p_for_layer is not None:
+        p, p_mask_BxL = spec.p_for_layer(self, settings, i, p, x, mask_BxN, deterministic)
       layer = spec.layer(
           num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout, normalize_before=normalize_before,
           causal=self.causal, decode=self.decode, init_style=self.init_style,
           dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
-          **own, **shared,
+          **spec.fields_for_layer(settings, i), **shared,
       )
       x, p = layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,
                    deterministic=deterministic)
     if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
-      if spec.uses_p and not self.causal:
-        p = common.layer_norm("final_p_norm", self.dtype, self.param_dtype)(p)
+      if spec.final_p is not None and p is not None:
+        p = spec.final_p(self, settings, p)
     return x, p
-
-
-class LunaEncoder(Encoder):
-  """`Encoder` with the Luna mixer: post-LN Luna layers sharing a contextual P."""
-
-  mixer: str = "luna"

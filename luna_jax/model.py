@@ -32,8 +32,8 @@ class LraClassifier(nn.Module):
     vocab_size, max_len, num_classes: from the task; max_len bounds the positions.
     d_model: model width; classifier_hidden: width of the head's hidden layer.
     pooling: "cls" (the first token) or "mean" (over real tokens).
-    pair_combination: "concat" or "nli", for inputs of shape (B, 2, L).
-    encoder: keyword arguments of `luna_jax.Encoder` (mixer, layers, heads, ...).
+    pair_combination: "concat" or "nli", for inputs of shape (B, 2, N).
+    encoder: keyword arguments of `luna_jax.Encoder` (mixer, layers, heads, mixer_options).
   """
 
   vocab_size: int
@@ -49,40 +49,40 @@ class LraClassifier(nn.Module):
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
 
-  def _embed(self, tokens_BxL: Array, deterministic: bool) -> Array:
-    if tokens_BxL.shape[-1] > self.max_len:
-      raise ValueError(f"inputs have {tokens_BxL.shape[-1]} tokens but the model allows "
+  def _embed(self, tokens_BxN: Array, deterministic: bool) -> Array:
+    if tokens_BxN.shape[-1] > self.max_len:
+      raise ValueError(f"inputs have {tokens_BxN.shape[-1]} tokens but the model allows "
                        f"max_len={self.max_len}; raise max_len or truncate the inputs.")
     std = 0.02 if self.init_style == "bert" else self.d_model**-0.5
-    embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(std),
-                     dtype=self.dtype, param_dtype=self.param_dtype, name="token_embed")
-    positions = self.param("position_embed", nn.initializers.normal(0.02 if self.init_style ==
-                           "bert" else self.d_model**-0.5), (self.max_len, self.d_model),
-                           self.param_dtype)
-    x = embed(tokens_BxL) + positions[None, :tokens_BxL.shape[-1]].astype(self.dtype)
+    embed = nn.Embed(num_embeddings=self.vocab_size, features=self.d_model,
+                     embedding_init=nn.initializers.normal(std), dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="token_embed")
+    positions = self.param("position_embed", nn.initializers.normal(std),  # (max_len, D)
+                           (self.max_len, self.d_model), self.param_dtype)
+    x = embed(tokens_BxN) + positions[None, :tokens_BxN.shape[-1]].astype(self.dtype)
     x = common.layer_norm("embed_norm", self.dtype, self.param_dtype)(x)
     return nn.Dropout(self.dropout)(x, deterministic=deterministic)
 
-  def _sentence(self, tokens_BxL: Array, deterministic: bool) -> Array:
-    mask_BxL = tokens_BxL != 0
-    x = self._embed(tokens_BxL, deterministic)
+  def _sentence(self, tokens_BxN: Array, deterministic: bool) -> Array:
+    mask_BxN = tokens_BxN != 0
+    x = self._embed(tokens_BxN, deterministic)
     x, _ = Encoder(**self.encoder, dtype=self.dtype, param_dtype=self.param_dtype,
                    init_style=self.init_style, name="encoder")(
-                       x, mask_BxN=mask_BxL, deterministic=deterministic)
+                       x, mask_BxN=mask_BxN, deterministic=deterministic)
     if self.pooling == "cls":
       return x[:, 0]
-    weights = mask_BxL.astype(x.dtype)[..., None]
+    weights = mask_BxN.astype(x.dtype)[..., None]
     return (x * weights).sum(1) / jnp.maximum(weights.sum(1), 1)
 
   @nn.compact
   def __call__(self, tokens: Array, *, deterministic: bool = True) -> Array:
-    """tokens: int (B, L), or (B, 2, L) for pairs; 0 is padding. Returns float32 logits
+    """tokens: int (B, N), or (B, 2, N) for pairs; 0 is padding. Returns float32 logits
     (B, num_classes)."""
     if self.pooling not in POOLINGS:
       raise ValueError(f"pooling={self.pooling!r} is not one of {POOLINGS}.")
     if tokens.ndim == 3:
-      b, two, length = tokens.shape
-      pooled = self._sentence(tokens.reshape(b * two, length), deterministic)
+      b, two, n = tokens.shape
+      pooled = self._sentence(tokens.reshape(b * two, n), deterministic)
       u, v = pooled.reshape(b, two, -1)[:, 0], pooled.reshape(b, two, -1)[:, 1]
       if self.pair_combination == "concat":
         features = jnp.concatenate([u, v], -1)

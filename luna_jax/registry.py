@@ -1,8 +1,9 @@
-"""The one place that maps a mechanism's name to its encoder layer.
+"""The registry: a mechanism's name -> its `MixerSpec`, the one record of that mixer.
 
-Adding a mixer means writing its layer (with the `LayerBase` fields and the call
-interface in `luna_jax.layers`) and adding one `register_mixer` line below; the encoder,
-configs and training loop select it by name.
+A mixer is one module (see `luna_jax/mixers/`): its attention, its layer, its settings
+dataclass (with their defaults) and its check, ending with one `register_mixer` line. The
+encoder builds its layers from the record; the training config makes the `model.<name>`
+block from its settings and validates a run with its check. Nothing else names a mixer.
 """
 
 from __future__ import annotations
@@ -10,47 +11,87 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping, Optional
 
-from luna_jax import convolution, layers, linformer
+from luna_jax import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What a mixer's settings may follow or be checked against.
+
+  Attributes:
+    max_len: the longest input, in tokens (the config's max_len); None where it is not
+      known (an `Encoder` built directly sees one batch at a time).
+    num_layers, d_model, num_heads: the encoder stack's depth, width and heads.
+    causal: an autoregressive stack.
+  """
+
+  max_len: Optional[int]
+  num_layers: int
+  d_model: int
+  num_heads: int
+  causal: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class MixerSpec:
-  """How the encoder stack builds and drives one kind of layer.
+  """How the encoder and the config build, check and drive one kind of layer.
 
   Attributes:
-    layer: the Linen layer class.
-    uses_p: the encoder creates a learned projected sequence P and threads it through.
+    layer: the Linen layer class: a `layers.LayerBase` subclass with its call interface.
+    settings: a frozen dataclass of the mixer's own settings, each with its default. Its
+      fields are the accepted `Encoder(mixer_options=...)` keys and the config's
+      `model.<name>` block (a None default there stays settable from the command line).
     normalize_before: the mixer's default LayerNorm placement (True = pre-LN).
-    description: one line for error messages and docs.
-    not_causal_because: non-empty for mixers with no causal form; causal=True then
-      raises with this reason.
-    extra_options: mixer_options that are not layer fields but are turned into layer
-      fields by `layer_kwargs` (e.g. a per-layer list of kernel sizes).
-    layer_kwargs: (encoder, options, layer_index) -> the layer's own keyword arguments;
-      None passes the options through unchanged.
-    shared_modules: (encoder, options) -> {layer field: module} created once in the
-      encoder and handed to every layer, so its parameters are shared across layers.
+    derived: {setting: run -> value} for settings that follow the run when left None
+      (Linformer's max_len follows the config's max_len).
+    check: (settings, run) -> None; raises ValueError for an unusable combination, its
+      message starting with the setting's name ("p_init='x' is not one of ..."). The
+      encoder runs it, and the config's `validate` before anything is compiled (as
+      "invalid config: model.<name>.<message>").
+    layer_fields: (settings, layer index) -> the layer's own keyword arguments; None
+      passes every setting that is a field of `layer`.
+    shared_modules: (encoder, settings) -> {layer field: module}, created once in the
+      encoder's scope and handed to every layer, so their parameters are shared.
+    p_for_layer: for mixers that thread a second sequence P beside X (Luna): (encoder,
+      settings, layer index, previous P or None, x_BxNxD, mask_BxN, deterministic) ->
+      (P, p_mask_BxL or None) for that layer. It runs in the encoder's scope: parameters
+      it creates are the encoder's. None: the layers get P = None.
+    final_p: (encoder, settings, P) -> P after a pre-LN stack (its final LayerNorm);
+      None leaves P as the last layer returned it.
+    not_causal_because / no_decode_because: non-empty for mixers with no causal form or no
+      step-by-step decoding; causal=True or decode=True then raises with the reason.
   """
 
   layer: type
-  uses_p: bool
+  settings: type
   normalize_before: bool
-  description: str
+  derived: Mapping[str, Callable[[Run], Any]] = dataclasses.field(default_factory=dict)
+  check: Optional[Callable[[Any, Run], None]] = None
+  layer_fields: Optional[Callable[[Any, int], dict]] = None
+  shared_modules: Optional[Callable[[Any, Any], dict]] = None
+  p_for_layer: Optional[Callable[..., tuple]] = None
+  final_p: Optional[Callable[[Any, Any, Any], Any]] = None
   not_causal_because: str = ""
-  extra_options: tuple[str, ...] = ()
-  layer_kwargs: Optional[Callable[[Any, Mapping[str, Any], int], dict]] = None
-  shared_modules: Optional[Callable[[Any, Mapping[str, Any]], dict]] = None
+  no_decode_because: str = ""
 
-  def option_names(self) -> tuple[str, ...]:
-    """Accepted mixer_options: the layer's own fields beyond the shared `LayerBase` ones
-    (minus those filled by shared modules), plus `extra_options`."""
-    shared = {f.name for f in dataclasses.fields(layers.LayerBase)}
-    shared |= {"parent", "name"} | set(self.shared_module_fields)
-    own = tuple(f.name for f in dataclasses.fields(self.layer) if f.name not in shared)
-    return own + self.extra_options
+  def __post_init__(self):
+    if not issubclass(self.layer, layers.LayerBase):
+      raise TypeError(f"{self.layer.__name__} must subclass luna_jax.layers.LayerBase.")
+    if not dataclasses.is_dataclass(self.settings):
+      raise TypeError(f"settings must be a dataclass, got {self.settings!r}.")
+    unknown = set(self.derived) - set(self.setting_names())
+    if unknown:
+      raise ValueError(f"derived names {sorted(unknown)}, which are not settings.")
 
-  # Layer fields that `shared_modules` fills; a mixer declares them by this name.
-  shared_module_fields: tuple[str, ...] = ()
+  def setting_names(self) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(self.settings))
+
+  def fields_for_layer(self, settings, index: int) -> dict:
+    """The layer's own keyword arguments for layer `index` of the stack."""
+    if self.layer_fields is not None:
+      return self.layer_fields(settings, index)
+    own = {f.name for f in dataclasses.fields(self.layer)}
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k in own}
 
 
 _MIXERS: dict[str, MixerSpec] = {}
@@ -60,6 +101,12 @@ def register_mixer(name: str, spec: MixerSpec) -> None:
   if name in _MIXERS:
     raise ValueError(f"mixer {name!r} is already registered.")
   _MIXERS[name] = spec
+
+
+def unregister_mixer(name: str) -> None:
+  """Undoes `register_mixer` (for tests and notebooks that register a mixer of their own)."""
+  get_mixer(name)
+  del _MIXERS[name]
 
 
 def mixer_names() -> tuple[str, ...]:
@@ -75,22 +122,28 @@ def get_mixer(name: str) -> MixerSpec:
     ) from None
 
 
-register_mixer("luna", MixerSpec(
-    layers.LunaEncoderLayer, uses_p=True, normalize_before=False,
-    description="Luna pack/unpack attention, O(n l)"))
-register_mixer("transformer", MixerSpec(
-    layers.TransformerEncoderLayer, uses_p=False, normalize_before=True,
-    description="softmax attention baseline, O(n^2)"))
-register_mixer("linformer", MixerSpec(
-    linformer.LinformerEncoderLayer, uses_p=False, normalize_before=True,
-    description="Linformer, keys/values projected along the sequence, O(n k)",
-    not_causal_because=linformer.NOT_CAUSAL,
-    shared_module_fields=("shared_projection",),
-    shared_modules=linformer.shared_modules, layer_kwargs=linformer.layer_kwargs))
-for _name, _layer, _what in (
-    ("lightconv", convolution.LightConvEncoderLayer, "lightweight convolution, O(n K)"),
-    ("dynamicconv", convolution.DynamicConvEncoderLayer, "dynamic convolution, O(n K)"),
-):
-  register_mixer(_name, MixerSpec(
-      _layer, uses_p=False, normalize_before=False, description=_what,
-      extra_options=("kernel_sizes",), layer_kwargs=convolution.layer_kwargs))
+def make_settings(name: str, options: Any, run: Run):
+  """The settings of mixer `name` for a run, checked.
+
+  Args:
+    options: a mapping of some settings (the rest keep their defaults; lists become
+      tuples, as a config read back from JSON has them), or a settings object.
+    run: what the derived settings follow and the check compares against.
+  """
+  spec = get_mixer(name)
+  if isinstance(options, spec.settings):
+    settings = options
+  else:
+    options = dict(options or {})
+    unknown = set(options) - set(spec.setting_names())
+    if unknown:
+      raise ValueError(f"unknown mixer_options {sorted(unknown)} for mixer {name!r}; it "
+                       f"accepts {list(spec.setting_names())}.")
+    settings = spec.settings(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in options.items()})
+  follow = {k: derive(run) for k, derive in spec.derived.items()
+            if getattr(settings, k) is None}
+  settings = dataclasses.replace(settings, **{k: v for k, v in follow.items() if v is not None})
+  if spec.check is not None:
+    spec.check(settings, run)
+  return settings

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import luna_jax
-from luna_jax.convolution import DynamicConv, LightweightConv, band_conv, unfold_conv
+from luna_jax.mixers.convolution import DynamicConv, LightweightConv, band_conv, unfold_conv
 from tests import numpy_reference as ref
 from tests.helpers import decode_in_chunks, prefix_mask, rel_err
 

@@ -36,8 +36,9 @@ def test_luna_encoder_matches_numpy_reference(contextual, pre_ln):
   b, n, l, d = 2, 6, 8, 8  # l > n: dynamic projection masks rows for both examples
   x = rng.normal(size=(b, n, d))
   mask = prefix_mask([6, 4], n)
-  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=2, ffn_dim=16, proj_len=l,
-                             contextual_p=contextual, normalize_before=pre_ln, **F64)
+  enc = luna_jax.Encoder(mixer="luna", num_layers=2, num_heads=2, ffn_dim=16,
+                         normalize_before=pre_ln,
+                         mixer_options={"proj_len": l, "contextual_p": contextual}, **F64)
   params = enc.init(jax.random.key(1), x, mask_BxN=mask)["params"]
   params = jax.tree.map(lambda a: a + 0.1 * rng.normal(size=a.shape), params)
   y, p = enc.apply({"params": params}, x, mask_BxN=mask)
@@ -47,8 +48,10 @@ def test_luna_encoder_matches_numpy_reference(contextual, pre_ln):
   assert rel_err(np.where(rows, p, 0), np.where(rows, want_p, 0)) < 1e-6
 
 
-MIXER_OPTIONS = {"luna": {}, "transformer": {}, "linformer": {"max_len": 17},
-                 "lightconv": {"kernel_sizes": (3, 4, 9)}, "dynamicconv": {"kernel_sizes": (5, 2, 15)}}
+MIXER_OPTIONS = {"luna": {"proj_len": 12}, "transformer": {},
+                 "linformer": {"max_len": 17, "proj_len": 12},
+                 "lightconv": {"kernel_sizes": (3, 4, 9)},
+                 "dynamicconv": {"kernel_sizes": (5, 2, 15)}}
 
 
 def test_every_registered_mixer_is_tested():
@@ -61,7 +64,7 @@ def test_padding_never_changes_real_outputs_in_a_stack(mixer):
   b, n, extra, d = 2, 10, 7, 16
   x = rng.normal(size=(b, n, d))
   mask = prefix_mask([10, 6], n)
-  enc = luna_jax.Encoder(mixer=mixer, num_layers=3, num_heads=4, ffn_dim=32, proj_len=12,
+  enc = luna_jax.Encoder(mixer=mixer, num_layers=3, num_heads=4, ffn_dim=32,
                          mixer_options=MIXER_OPTIONS[mixer], **F64)
   params = enc.init(jax.random.key(0), x, mask_BxN=mask)
   y, p = enc.apply(params, x, mask_BxN=mask)
@@ -92,8 +95,8 @@ def test_causal_stack_is_causal(mixer):
 def test_causal_luna_stack_decoding_equals_full_pass():
   rng = np.random.default_rng(40)
   x = rng.normal(size=(2, 10, 16))
-  enc = luna_jax.LunaEncoder(num_layers=3, num_heads=4, ffn_dim=32, causal=True,
-                             normalize_before=True, mixer_options={"chunk_size": 3}, **F64)
+  enc = luna_jax.Encoder(mixer="luna", num_layers=3, num_heads=4, ffn_dim=32, causal=True,
+                         normalize_before=True, mixer_options={"chunk_size": 3}, **F64)
   params = enc.init(jax.random.key(0), x)["params"]
   full = enc.apply({"params": params}, x)[0]
   np.testing.assert_allclose(decode_in_chunks(enc, params, x, (1, 4, 2, 3)), full, atol=1e-10)
@@ -103,7 +106,8 @@ def test_bfloat16_encoder_is_finite_and_close_to_float32():
   rng = np.random.default_rng(50)
   x = rng.normal(size=(2, 128, 32)).astype(np.float32)
   mask = prefix_mask([128, 90], 128)
-  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=64, proj_len=16)
+  enc = luna_jax.Encoder(mixer="luna", num_layers=2, num_heads=4, ffn_dim=64,
+                         mixer_options={"proj_len": 16})
   params = enc.init(jax.random.key(0), x, mask_BxN=mask)
   y32 = enc.apply(params, x, mask_BxN=mask)[0]
   y16 = enc.clone(dtype=jnp.bfloat16).apply(params, x, mask_BxN=mask)[0]
@@ -114,7 +118,8 @@ def test_bfloat16_encoder_is_finite_and_close_to_float32():
 def test_training_step_has_finite_gradients_with_an_all_padding_example():
   x = np.random.default_rng(60).normal(size=(2, 8, 16)).astype(np.float32)
   mask = prefix_mask([8, 0], 8)
-  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=32, proj_len=4)
+  enc = luna_jax.Encoder(mixer="luna", num_layers=2, num_heads=4, ffn_dim=32,
+                         mixer_options={"proj_len": 4})
   params = enc.init(jax.random.key(0), x, mask_BxN=mask)
 
   def loss(v):
@@ -135,6 +140,12 @@ def test_registry_lists_mixers_and_rejects_unknown_names():
     luna_jax.Encoder(num_heads=2, mixer_options={"kernel_size": 3}).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="decode=True needs causal=True"):
     luna_jax.Encoder(num_heads=2, decode=True).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="'transformer' cannot decode step by step: .* Mixers "
+                     "that can: luna, lightconv, dynamicconv"):
+    luna_jax.Encoder(mixer="transformer", num_heads=2, causal=True, decode=True).init(
+        jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"pack_heads=3 must divide the model width d_model=8"):
+    luna_jax.Encoder(num_heads=2, mixer_options={"pack_heads": 3}).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="init_style='kaiming'"):
     luna_jax.Encoder(num_heads=2, init_style="kaiming").init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="already registered"):
@@ -143,8 +154,9 @@ def test_registry_lists_mixers_and_rejects_unknown_names():
 
 def test_non_contextual_p_has_one_parameter_per_layer():
   x = np.zeros((1, 4, 8), np.float32)
-  ctx = luna_jax.LunaEncoder(num_layers=3, num_heads=2, ffn_dim=8, proj_len=5)
-  per_layer = ctx.clone(contextual_p=False)
+  ctx = luna_jax.Encoder(mixer="luna", num_layers=3, num_heads=2, ffn_dim=8,
+                         mixer_options={"proj_len": 5})
+  per_layer = ctx.clone(mixer_options={"proj_len": 5, "contextual_p": False})
   assert [k for k in ctx.init(jax.random.key(0), x)["params"] if k.startswith("p_embed")] == [
       "p_embed", "p_embed_norm"]
   names = [k for k in per_layer.init(jax.random.key(0), x)["params"] if k.startswith("p_embed")]
@@ -192,7 +204,8 @@ def test_float32_luna_encoder_with_a_large_mean_p_matches_float64_reference():
   b, n, l, d = 2, 12, 6, 32
   x = rng.normal(size=(b, n, d)).astype(np.float32)
   mask = prefix_mask([12, 7], n)
-  enc = luna_jax.LunaEncoder(num_layers=2, num_heads=4, ffn_dim=64, proj_len=l)
+  enc = luna_jax.Encoder(mixer="luna", num_layers=2, num_heads=4, ffn_dim=64,
+                         mixer_options={"proj_len": l})
   params = enc.init(jax.random.key(2), x, mask_BxN=mask)["params"]
   params = dict(params, p_embed=params["p_embed"] + 1000.0)
   y, p = enc.apply({"params": params}, x, mask_BxN=mask)
@@ -209,10 +222,12 @@ def test_initial_p_std_is_d_to_the_minus_half_unless_p_init_is_bert(init_style):
   d = 256); p_init="bert" gives their pre-training encoder's N(0, 0.02)."""
   d, l = 256, 256
   x = np.zeros((1, 4, d), np.float32)
-  enc = luna_jax.LunaEncoder(num_heads=4, ffn_dim=32, proj_len=l, init_style=init_style)
+  enc = luna_jax.Encoder(mixer="luna", num_heads=4, ffn_dim=32, init_style=init_style,
+                         mixer_options={"proj_len": l})
   std = float(np.std(enc.init(jax.random.key(0), x)["params"]["p_embed"]))
   assert abs(std - d**-0.5) < 0.02 * d**-0.5  # 65,536 draws: std known to 0.3%
-  bert = enc.clone(p_init="bert").init(jax.random.key(0), x)["params"]["p_embed"]
+  bert = enc.clone(mixer_options={"proj_len": l, "p_init": "bert"}).init(
+      jax.random.key(0), x)["params"]["p_embed"]
   assert abs(float(np.std(bert)) - 0.02) < 0.02 * 0.02
   with pytest.raises(ValueError, match="p_init='uniform' is not one of"):
-    enc.clone(p_init="uniform").init(jax.random.key(0), x)
+    enc.clone(mixer_options={"proj_len": l, "p_init": "uniform"}).init(jax.random.key(0), x)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import luna_jax
-from luna_jax.linformer import LinformerAttention
+from luna_jax.mixers.linformer import LinformerAttention
 from tests import numpy_reference as ref
 from tests.helpers import prefix_mask, random_mask, rel_err
 
@@ -41,30 +41,31 @@ def _projection_matrices(params) -> list:
                                            ("kv", 3), ("layerwise", 1)])
 def test_sharing_levels_have_the_papers_matrix_counts(sharing, count):
   x = np.zeros((1, 10, 16), np.float32)
-  enc = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=8, proj_len=5,
-                         mixer_options={"max_len": 12, "sharing": sharing})
+  enc = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=8,
+                         mixer_options={"proj_len": 5, "max_len": 12, "sharing": sharing})
   params = enc.init(jax.random.key(0), x)["params"]
   mats = _projection_matrices(params)
   assert len(mats) == count and all(m.shape == (5, 12) for m in mats)
   total = sum(a.size for a in jax.tree.leaves(params))
-  base = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=8, proj_len=5,
-                          mixer_options={"max_len": 12, "sharing": "kv"})
+  base = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=8,
+                          mixer_options={"proj_len": 5, "max_len": 12, "sharing": "kv"})
   base_total = sum(a.size for a in jax.tree.leaves(base.init(jax.random.key(0), x)))
   assert total == base_total + (count - 3) * 5 * 12
 
 
 def test_layerwise_sharing_is_one_parameter_used_by_every_layer():
   x = np.random.default_rng(0).normal(size=(1, 10, 16))
-  enc = luna_jax.Encoder(mixer="linformer", num_layers=2, num_heads=4, ffn_dim=8, proj_len=5,
-                         mixer_options={"max_len": 12, "sharing": "layerwise"}, **F64)
+  enc = luna_jax.Encoder(mixer="linformer", num_layers=2, num_heads=4, ffn_dim=8,
+                         mixer_options={"proj_len": 5, "max_len": 12, "sharing": "layerwise"},
+                         **F64)
   params = enc.init(jax.random.key(0), x)["params"]
   grads = jax.grad(lambda p: jnp.sum(enc.apply({"params": p}, x)[0] ** 2))(params)
   # Changing the one matrix changes the output of the first layer as well as the last.
   g = np.asarray(grads["shared_projection"]["kernel"])
   assert np.abs(g).sum() > 0
   layer0 = luna_jax.Encoder(mixer="linformer", num_layers=1, num_heads=4, ffn_dim=8,
-                            proj_len=5, mixer_options={"max_len": 12, "sharing": "layerwise"},
-                            **F64)
+                            mixer_options={"proj_len": 5, "max_len": 12,
+                                           "sharing": "layerwise"}, **F64)
   p0 = {"layer_0": params["layer_0"], "shared_projection": params["shared_projection"],
         "final_norm": params["final_norm"]}
   g0 = jax.grad(lambda e: jnp.sum(layer0.apply(
@@ -78,8 +79,8 @@ def test_layerwise_sharing_is_one_parameter_used_by_every_layer():
 def test_padded_stack_equals_unpadded_stack(before, sharing):
   rng = np.random.default_rng(3)
   x = rng.normal(size=(1, 7, 16))
-  enc = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=24, proj_len=4,
-                         mixer_options={"max_len": 12, "sharing": sharing,
+  enc = luna_jax.Encoder(mixer="linformer", num_layers=3, num_heads=4, ffn_dim=24,
+                         mixer_options={"proj_len": 4, "max_len": 12, "sharing": sharing,
                                         "project_before": before}, **F64)
   params = enc.init(jax.random.key(0), x)
   y = enc.apply(params, x)[0]

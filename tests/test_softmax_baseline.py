@@ -7,7 +7,7 @@ import pytest
 
 import luna_jax
 from luna_jax import common
-from luna_jax.softmax_attention import _attend_with_query_mask
+from luna_jax.mixers.transformer import _attend_with_query_mask
 from tests import numpy_reference as ref
 from tests.helpers import random_mask, rel_err
 

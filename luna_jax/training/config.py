@@ -7,15 +7,14 @@ Each `configs/lra_*.py` starts from `base_config()` and sets its task's referenc
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
 from luna_jax import registry
-from luna_jax.convolution import PAPER_KERNEL_SIZES
 from luna_jax.data.tasks import get_task
-from luna_jax.encoder import P_INITS, Encoder
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -52,32 +51,14 @@ def base_config() -> ml_collections.ConfigDict:
   m.pair_combination = "concat"  # retrieval: concat [u, v] (Luna) | nli [u, v, u*v, u-v]
   m.layer_norm = "default"  # default (the mechanism's own) | pre | post
   m.dtype = "float32"  # computation dtype: float32 | bfloat16 (parameters stay float32)
-  # Each mechanism's own settings; the block of the chosen one is used.
-  m.luna = ml_collections.ConfigDict(dict(
-      proj_len=16,  # l, length of the projected sequence P (the paper: 16, 128, 256)
-      p_init="normal_d",  # initial P ~ N(0, d^-1/2) (Luna LRA, also with bert init) | bert
-                          # N(0, 0.02) (only the authors' pre-training encoder)
-      contextual_p=True,  # P passed from layer to layer (else one P per layer)
-      dynamic_projection=True,  # mask P rows beyond each example's length
-      tied_kv=False,  # one projection for K and V (LRA runs: untied)
-      pack_heads=0,  # heads of the pack attention; 0 = num_heads
-  ))
-  m.transformer = ml_collections.ConfigDict()
-  m.linformer = ml_collections.ConfigDict(dict(
-      proj_len=16,  # k, projected length (LRA: 16)
-      # longest sequence the E/F projections accept; unset: the run's max_len
-      max_len=config_dict.placeholder(int),
-      sharing="headwise",  # none | headwise | kv | layerwise
-      project_before=False,  # project before the K/V maps (fairseq) instead of after
-  ))
-  m.lightconv = ml_collections.ConfigDict(dict(
-      kernel_sizes=PAPER_KERNEL_SIZES,  # per layer (the paper's encoder)
-      weight_dropout=0.0,  # DropConnect on the normalised kernels
-  ))
-  m.dynamicconv = ml_collections.ConfigDict(dict(
-      kernel_sizes=PAPER_KERNEL_SIZES,
-      weight_dropout=0.0,
-  ))
+  # Each mechanism's own settings: one block per registered mixer (model.luna, ...), made
+  # from its settings dataclass (defaults and comments in luna_jax/mixers/); the chosen
+  # one's block is used. A setting left unset (None) may follow the run, e.g.
+  # model.linformer.max_len follows max_len.
+  for name in registry.mixer_names():
+    if name in m:
+      raise ValueError(f"mixer name {name!r} collides with the config key model.{name}.")
+    m[name] = settings_block(registry.get_mixer(name).settings)
 
   # --- Optimisation --------------------------------------------------------------------
   c.optimizer = o = ml_collections.ConfigDict()
@@ -104,35 +85,53 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-# Settings left unset (None) that follow the run: (mechanism, setting) -> top-level key.
-DERIVED = {("linformer", "max_len"): "max_len"}
+def settings_block(settings_cls) -> ml_collections.ConfigDict:
+  """A mixer's config block: its settings' defaults; a None default becomes a typed
+  placeholder, so that --config.model.<name>.<setting>= can still set it."""
+  hints = typing.get_type_hints(settings_cls)
+  block = ml_collections.ConfigDict()
+  for field in dataclasses.fields(settings_cls):
+    value = field.default
+    if value is dataclasses.MISSING:
+      value = field.default_factory()
+    if value is None:
+      types = [t for t in typing.get_args(hints[field.name]) if t is not type(None)]
+      value = config_dict.placeholder(types[0] if len(types) == 1 else object)
+    block[field.name] = value
+  return block
 
 
-def mixer_settings(config) -> tuple[dict, dict]:
-  """(Encoder keyword arguments, mixer_options) from the chosen mechanism's block, with
-  unset derived settings taken from the run (e.g. Linformer's max_len)."""
-  model_cfg = config.model
-  block = model_cfg.get(model_cfg.name)
+def run_of(config):
+  """What the chosen mixer's settings may follow or be checked against."""
+  m = config.model
+  return registry.Run(max_len=config.max_len, num_layers=m.num_layers, d_model=m.d_model,
+                      num_heads=m.num_heads)
+
+
+def mixer_settings(config):
+  """The chosen mechanism's settings object, read from its block: unset derived settings
+  follow the run (e.g. Linformer's max_len), and the mixer's own check has passed."""
+  name = config.model.name
+  spec = registry.get_mixer(name)
+  block = config.model.get(name)
   block = {} if block is None else block.to_dict()
-  for (name, key), source in DERIVED.items():
-    if name == model_cfg.name and block.get(key) is None:
-      block[key] = config[source]
-  encoder_fields = {f.name for f in dataclasses.fields(Encoder)}
-  encoder_kw = {k: v for k, v in block.items() if k in encoder_fields}
-  options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in block.items()
-             if k not in encoder_fields}
-  return encoder_kw, options
+  unknown = sorted(set(block) - set(spec.setting_names()))
+  _require(not unknown, f"model.{name} has no setting {', '.join(unknown)}; its settings "
+           f"are {', '.join(spec.setting_names())}.")
+  try:
+    return registry.make_settings(name, block, run_of(config))
+  except ValueError as e:  # the mixer's message starts with the setting's name
+    raise ValueError(f"invalid config: model.{name}.{e}") from None
 
 
 def build_model(config) -> LraClassifier:
   task = get_task(config.task, config.difficulty)
   m = config.model
-  encoder_kw, options = mixer_settings(config)
   normalize_before = {"default": None, "pre": True, "post": False}[m.layer_norm]
   encoder = dict(mixer=m.name, num_layers=m.num_layers, num_heads=m.num_heads,
                  ffn_dim=m.ffn_dim, dropout=m.dropout, attention_dropout=m.attention_dropout,
                  activation_dropout=m.activation_dropout, normalize_before=normalize_before,
-                 mixer_options=options, **encoder_kw)
+                 mixer_options=mixer_settings(config))
   return LraClassifier(
       vocab_size=task.vocab.size, max_len=config.max_len, num_classes=task.num_classes,
       d_model=m.d_model, classifier_hidden=m.classifier_hidden, dropout=m.dropout,
@@ -154,22 +153,7 @@ def validate(config, num_devices: int, num_processes: int = 1) -> None:
            f"{', '.join(names)}.")
   _require(m.num_heads > 0 and m.d_model % m.num_heads == 0,
            f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
-  if m.name == "luna":  # (a workdir's config.json from before p_init existed has none)
-    p_init = m.luna.get("p_init", "normal_d")
-    _require(p_init in P_INITS, f"model.luna.p_init={p_init!r} is not one of {P_INITS}.")
-  if m.name == "luna" and m.luna.pack_heads:
-    _require(m.d_model % m.luna.pack_heads == 0, f"model.luna.pack_heads="
-             f"{m.luna.pack_heads} must divide model.d_model={m.d_model}.")
-  if m.name == "linformer":
-    linformer_max_len = mixer_settings(config)[1]["max_len"]
-    _require(config.max_len <= linformer_max_len,
-             f"max_len={config.max_len} is longer than the Linformer projections allow "
-             f"(model.linformer.max_len={linformer_max_len}); raise "
-             "--config.model.linformer.max_len or leave it unset to follow max_len.")
-  if m.name in ("lightconv", "dynamicconv"):
-    sizes = m[m.name].kernel_sizes
-    _require(len(sizes) >= m.num_layers, f"model.{m.name}.kernel_sizes has {len(sizes)} "
-             f"entries for num_layers={m.num_layers}; give one per layer.")
+  mixer_settings(config)  # the mixer's own check ("invalid config: model.<name>....")
   _require(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {list(DTYPES)}.")
   _require(m.layer_norm in LAYER_NORMS, f"model.layer_norm={m.layer_norm!r} is not one "
            f"of {LAYER_NORMS}.")

@@ -183,8 +183,8 @@ class LunaCausalAttention(nn.Module):
           param_dtype=self.param_dtype, name=name,
       )
 
-    def heads(a_BxTxD):  # (B, T, D) -> (B, H, T, K) in the accumulation dtype
-      return jnp.swapaxes(common.split_heads(a_BxTxD, h), 1, 2).astype(acc)
+    def heads(a_BxNxD):  # (B, N, D) -> (B, H, N, K) in the accumulation dtype
+      return jnp.swapaxes(common.split_heads(a_BxNxD, h), 1, 2).astype(acc)
 
     rate = self.attention_dropout
 
