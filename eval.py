@@ -22,8 +22,7 @@ def main(argv):
   from luna_jax.training.evaluate import evaluate_workdir
 
   result = evaluate_workdir(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _DATA_DIR.value)
-  out = pathlib.Path(_WORKDIR.value).expanduser() / (
-      f"eval_{_SPLIT.value}_{_CHECKPOINT.value}.json")
+  out = pathlib.Path(result["workdir"]) / f"eval_{_SPLIT.value}_{_CHECKPOINT.value}.json"
   out.write_text(json.dumps(result, indent=2))
   print(json.dumps(result, indent=2))
   print(f"written to {out}")

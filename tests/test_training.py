@@ -12,7 +12,8 @@ import orbax.checkpoint as ocp
 import portpicker
 import pytest
 
-from luna_jax.training import NonFiniteLossError, train_and_evaluate, validate
+from luna_jax.training import NonFiniteLossError, every, train_and_evaluate, validate
+from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.evaluate import evaluate_workdir
 from tests.training_fixtures import prepare_fixture_data, tiny_config
@@ -173,9 +174,23 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp
   assert all(np.all(np.isfinite(a)) for a in _params(tmp_path, step))
 
 
-def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path):
+def test_every_n_steps_and_the_last_step():
+  assert [step for step in range(1, 11) if every(step, 4, 10)] == [4, 8, 10]
+  assert [step for step in range(1, 5) if every(step, 1, 4)] == [1, 2, 3, 4]
+
+
+def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path, monkeypatch):
+  validated, checked = [], config_lib.validate
+
+  def counted(*args, **kw):
+    validated.append(args)
+    return checked(*args, **kw)
+
+  monkeypatch.setattr(config_lib, "validate", counted)
   summary = train_and_evaluate(tiny_config("retrieval", data_dir), tmp_path)
+  assert len(validated) == 1  # once per run
   result = evaluate_workdir(tmp_path, "best", "test")
+  assert len(validated) == 2
   assert result["accuracy"] == pytest.approx(summary["test_accuracy"])
   assert result["step"] == summary["best_step"]
   latest = evaluate_workdir(tmp_path, "latest", "validation")

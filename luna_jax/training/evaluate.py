@@ -3,48 +3,37 @@
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Optional
 
 import ml_collections
 
-from luna_jax.training.checkpoint import Checkpointer
-from luna_jax.training.loop import Trainer, _with_shardings
+from luna_jax.training.loop import Trainer
+from luna_jax.training.run import CONFIG_FILE, Run, workdir_path
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
-  path = pathlib.Path(workdir).expanduser() / "config.json"
+  """The config.json a train.py run wrote into its workdir."""
+  path = workdir_path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: is {workdir} a train.py workdir?")
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def evaluate_workdir(workdir, checkpoint: str = "best", split: str = "test",
-                     data_dir: Optional[str] = None) -> dict:
-  """Accuracy of the best, latest or a given step's checkpoint on a split."""
-  workdir = pathlib.Path(workdir).expanduser().absolute()
+def load_run(workdir, data_dir: Optional[str] = None) -> Run:
+  """The run of a workdir, rebuilt from its own config (data_dir: read the data there)."""
   config = load_config(workdir)
   if data_dir is not None:
     config.data_dir = data_dir
-  trainer = Trainer(config, workdir)
-  ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-  abstract_params = _with_shardings(trainer.abstract_state.params, trainer.state_sharding.params)
-  if checkpoint == "best":
-    if ckpt.best_step() is None:
-      raise FileNotFoundError(f"no best checkpoint in {ckpt.directory / 'best'} (no "
-                              "validation pass has run); use --checkpoint latest.")
-    params, _ = ckpt.restore_best(abstract_params)
-    step = ckpt.best_step()
-  else:
-    step = ckpt.latest_step() if checkpoint == "latest" else int(checkpoint)
-    available = list(ckpt.latest.all_steps())
-    if step is None or step not in available:
-      raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {ckpt.directory / 'latest'}; "
-                              f"available steps: {available}.")
-    state, _ = ckpt.restore_latest(
-        _with_shardings(trainer.abstract_state, trainer.state_sharding), step)
-    params = state.params
+  return Run.create(config, workdir)
+
+
+def evaluate_workdir(workdir, checkpoint: str = "best", split: str = "test",
+                     data_dir: Optional[str] = None) -> dict:
+  """Accuracy of the best, latest or a given step's checkpoint on a split."""
+  run = load_run(workdir, data_dir)
+  trainer = Trainer(run)
+  with run.checkpointer() as ckpt:
+    params, step = ckpt.restore_params(checkpoint, trainer.abstract_state)
   result = trainer.evaluate(params, split)
-  ckpt.close()
-  return {"workdir": str(workdir), "checkpoint": checkpoint, "step": step, "split": split,
+  return {"workdir": str(run.workdir), "checkpoint": checkpoint, "step": step, "split": split,
           **result}

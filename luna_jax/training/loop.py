@@ -1,28 +1,27 @@
 """train_and_evaluate: the data-parallel training loop, independent of the mechanism.
 
-One "data" mesh axis over every device of every process; the state is created already
-replicated by a jitted init; the train step is compiled once with explicit shardings and
-a donated state; step t + 1 is dispatched before step t's metrics are read.
+One "data" mesh axis over every device of every process (see `Run`); the state is created
+already replicated by a jitted init; the train step is compiled once with explicit
+shardings and a donated state; step t + 1 is dispatched before step t's metrics are read.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import pathlib
 import time
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from luna_jax import data
-from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.metrics import MetricWriter, Progress
 from luna_jax.training.optim import learning_rate_schedule, make_optimizer
+from luna_jax.training.run import Run
 from luna_jax.training.steps import create_state, make_eval_step, make_train_step
 
 
@@ -46,46 +45,42 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-class Trainer:
-  """Holds the compiled steps, shardings and data for one configuration."""
+def every(step: int, n: int, last: int) -> bool:
+  """Whether `step` is a multiple of n or the last step (logging, validation, saving)."""
+  return step % n == 0 or step == last
 
-  def __init__(self, config, workdir):
-    self.config = config
-    self.workdir = pathlib.Path(workdir).expanduser().absolute()
-    config_lib.validate(config, jax.device_count(), jax.process_count())
-    self.task = data.get_task(config.task, config.difficulty)
-    self.data_dir = pathlib.Path(config.data_dir).expanduser()
-    self.input_cfg = data.InputConfig(config.max_len, config.add_cls, config.add_eos)
-    self.model = config_lib.build_model(config)
+
+class Trainer:
+  """The optimiser, shardings and compiled steps of one run."""
+
+  def __init__(self, run: Run):
+    self.run = run
+    config = run.config
     self.tx = make_optimizer(config.optimizer, config.num_train_steps)
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
-
-    self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
-    self.replicated = NamedSharding(self.mesh, P())
-    self.batch_sharding = NamedSharding(self.mesh, P("data"))
-    shape = (1, 2, config.max_len) if self.task.pair else (1, config.max_len)
-    example = jnp.zeros(shape, jnp.int32)
-    init = lambda: create_state(self.model, self.tx, config.seed, example)  # noqa: E731
-    self.abstract_state = jax.eval_shape(init)
-    self.state_sharding = jax.tree.map(lambda _: self.replicated, self.abstract_state)
+    self.replicated = NamedSharding(run.mesh, P())
+    self.batch_sharding = NamedSharding(run.mesh, P("data"))
+    example = jnp.zeros(run.input_shape(), jnp.int32)
+    init = lambda: create_state(run.model, self.tx, config.seed, example)  # noqa: E731
+    shapes = jax.eval_shape(init)
+    self.state_sharding = jax.tree.map(lambda _: self.replicated, shapes)
+    # Shapes, dtypes and shardings of the state: what checkpoints are restored into
+    # (`.params`: the parameters').
+    self.abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes,
+        self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding)
     self.train_step = jax.jit(
-        make_train_step(self.model, self.tx, config.optimizer.grad_accum_steps),
+        make_train_step(run.model, self.tx, config.optimizer.grad_accum_steps),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
-        make_eval_step(self.model, self.task.num_classes),
+        make_eval_step(run.model, run.task.num_classes),
         in_shardings=(self.state_sharding.params, self.batch_sharding),
         out_shardings=self.replicated)
 
   def init_state(self):
     return self._init()
-
-  def dataset(self, split: str, **kw):
-    return data.make_dataset(
-        self.task, split, self.data_dir, self.input_cfg, global_batch=self.config.batch_size,
-        seed=self.config.seed, process_index=jax.process_index(),
-        process_count=jax.process_count(), **kw)
 
   def to_global(self, batch: dict) -> dict:
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
@@ -94,7 +89,7 @@ class Trainer:
   def evaluate(self, params, split: str, max_batches: int = 0) -> dict:
     """Accuracy, loss and the majority-class rate over a split (or its first batches)."""
     totals = None
-    for i, batch in enumerate(self.dataset(split, num_epochs=1, shuffle=False)):
+    for i, batch in enumerate(self.run.dataset(split, num_epochs=1, shuffle=False)):
       if max_batches and i >= max_batches:
         break
       sums = self.eval_step(params, self.to_global(batch))
@@ -115,64 +110,69 @@ def train_and_evaluate(config, workdir, *,
   step_callback(step, metrics) is called at every log step (notebooks plot with it).
   """
   start_time = time.time()
-  workdir = pathlib.Path(workdir).expanduser().absolute()
-  task = data.get_task(config.task, config.difficulty)
-  config_lib.validate(config, jax.device_count(), jax.process_count())
-  ensure_data(config, task)
-  trainer = Trainer(config, workdir)
-  lead = jax.process_index() == 0
-  if lead:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  run = Run.create(config, workdir)
+  ensure_data(run.config, run.task)
+  trainer = Trainer(run)
+  if run.lead:
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    run.config_path.write_text(run.config.to_json_best_effort(indent=2))
   _sync("workdir_ready")
+  # Both closed however the run ends (a NaN stop, an interruption, an error).
+  with run.checkpointer() as ckpt, MetricWriter(run.workdir, enabled=run.lead) as writer:
+    state, step, best = _train(trainer, ckpt, writer, step_callback)
+    summary = _test(trainer, ckpt, writer, state, step, best, start_time)
+  if run.lead:
+    run.summary_path.write_text(json.dumps(summary, indent=2))
+    print(f"\nTest accuracy {summary['test_accuracy']:.4f} with {summary['checkpoint_used']}; "
+          f"majority class {summary['test_majority_rate']:.4f}; best validation accuracy "
+          f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.",
+          flush=True)
+  return summary
 
-  ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-  train_iter = iter(trainer.dataset("train"))
+
+def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_callback):
+  """Runs the steps left after the latest checkpoint: (final state, step, best record)."""
+  run, config = trainer.run, trainer.run.config
+  last = config.num_train_steps
+  train_iter = iter(run.dataset("train"))
   best = {"val_accuracy": -1.0, "step": None}
   if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore_latest(_with_shardings(trainer.abstract_state,
-                                                       trainer.state_sharding))
+    state, meta = ckpt.restore_latest(trainer.abstract_state)
     train_iter.set_state(meta["iterator"])
     best = meta["best"]
-    print(f"Resumed from {ckpt.directory / 'latest'} at step {int(state.step)}.", flush=True)
+    print(f"Resumed from {ckpt.latest_dir} at step {int(state.step)}.", flush=True)
   else:
     state = trainer.init_state()
   step = int(state.step)
-
-  writer = MetricWriter(workdir, enabled=lead)
-  progress = Progress(config.num_train_steps, step, enabled=config.progress_bar and lead)
+  progress = Progress(last, step, enabled=config.progress_bar and run.lead)
   window, pending = [], None
 
   def read(pending_metrics, at_step):
     values = jax.device_get(pending_metrics)
     loss = float(values["loss_sum"]) / max(float(values["count"]), 1.0)
     if not math.isfinite(loss) or not math.isfinite(float(values["grad_norm"])):
-      last = ckpt.latest_step()
       raise NonFiniteLossError(
           f"the training loss became {loss} at step {at_step}; stopping. The last good "
-          f"checkpoint (step {last}) is kept in {ckpt.directory / 'latest'}. Lower "
+          f"checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.latest_dir}. Lower "
           "optimizer.learning_rate, enable optimizer.grad_clip_norm or use float32.")
     values["loss"] = loss
     return values
 
-  def save(at_step):
-    ckpt.save_latest(at_step, state, {"iterator": train_iter.get_state(), "best": best})
-
   try:
-    while step < config.num_train_steps:
+    while step < last:
       batch = trainer.to_global(next(train_iter))
       state, metrics = trainer.train_step(state, batch)
       step += 1
       if pending is not None:  # read step t - 1 while step t runs
         window.append(read(*pending))
       pending = (metrics, step)
-      boundary = (step % config.log_every == 0 or step % config.eval_every == 0 or
-                  step % config.checkpoint_every == 0 or step == config.num_train_steps)
-      if not boundary:
+      log, validate, save = (every(step, n, last) for n in (
+          config.log_every, config.eval_every, config.checkpoint_every))
+      if not (log or validate or save):
         continue
       window.append(read(*pending))
       pending = None
-      if step % config.log_every == 0 or step == config.num_train_steps:
+      if log:
         summed = {k: sum(float(w[k]) for w in window) for k in ("loss_sum", "correct", "count")}
         logged = {"loss": summed["loss_sum"] / max(summed["count"], 1),
                   "accuracy": summed["correct"] / max(summed["count"], 1),
@@ -183,7 +183,7 @@ def train_and_evaluate(config, workdir, *,
         if step_callback is not None:
           step_callback(step, logged)
         window = []
-      if step % config.eval_every == 0 or step == config.num_train_steps:
+      if validate:
         val = trainer.evaluate(state.params, "validation", config.max_eval_batches)
         writer.write(step, "validation", val)
         progress.message(f"step {step}: validation accuracy {val['accuracy']:.4f} "
@@ -191,42 +191,33 @@ def train_and_evaluate(config, workdir, *,
         if val["accuracy"] > best["val_accuracy"]:
           best = {"val_accuracy": val["accuracy"], "step": step}
           ckpt.save_best(step, state.params, best)
-      if step % config.checkpoint_every == 0 or step == config.num_train_steps:
-        save(step)
+      if save:
+        ckpt.save_latest(step, state, {"iterator": train_iter.get_state(), "best": best})
   finally:
     progress.close()
     ckpt.wait()
+  return state, step, best
 
+
+def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, step: int,
+          best: dict, start_time: float) -> dict:
+  """The test split with the best checkpoint (else the final state): the run's summary."""
+  run, config = trainer.run, trainer.run.config
   if best["step"] is not None:
-    params, _ = ckpt.restore_best(_with_shardings(trainer.abstract_state.params,
-                                                  trainer.state_sharding.params))
+    params, _ = ckpt.restore_best(trainer.abstract_state.params)
     used = f"the best checkpoint (step {best['step']}, validation accuracy " \
            f"{best['val_accuracy']:.4f})"
   else:
     params, used = state.params, f"the final state (step {step})"
   test = trainer.evaluate(params, "test")
   writer.write(step, "test", test)
-  summary = {
+  return {
       "task": config.task, "mechanism": config.model.name, "steps": step,
       "best_val_accuracy": best["val_accuracy"], "best_step": best["step"],
       "test_accuracy": test["accuracy"], "test_majority_rate": test["majority_rate"],
       "test_examples": test["examples"], "checkpoint_used": used,
       "wall_time_s": time.time() - start_time,
       # Official or generated data, and which: recorded by `prepare`.
-      "data_provenance": (data.read_provenance(task, trainer.data_dir) or
+      "data_provenance": (data.read_provenance(run.task, run.data_dir) or
                           data.describe_provenance(None)),
   }
-  if lead:
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nTest accuracy {summary['test_accuracy']:.4f} with {used}; majority class "
-          f"{summary['test_majority_rate']:.4f}; best validation accuracy "
-          f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.",
-          flush=True)
-  writer.close()
-  ckpt.close()
-  return summary
-
-
-def _with_shardings(abstract, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)

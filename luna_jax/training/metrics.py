@@ -9,7 +9,8 @@ import time
 
 
 class MetricWriter:
-  """Writes {step, split, name: value} records; a no-op on processes other than 0."""
+  """Writes {step, split, name: value} records; a no-op on processes other than 0. A
+  context manager that closes its files."""
 
   def __init__(self, workdir: pathlib.Path, enabled: bool = True):
     self.enabled = enabled
@@ -19,6 +20,12 @@ class MetricWriter:
 
     self.jsonl = open(pathlib.Path(workdir) / "metrics.jsonl", "a")
     self.tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
   def write(self, step: int, split: str, values: dict) -> None:
     if not self.enabled:

@@ -1,0 +1,93 @@
+"""One run's setup, resolved once from (config, workdir) and shared by training and
+evaluation: the validated config, the task, the expanded paths, the device mesh and the
+model. `train_and_evaluate` and `evaluate_workdir` both start from `Run.create`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from luna_jax import data
+from luna_jax.model import LraClassifier
+from luna_jax.training import config as config_lib
+from luna_jax.training.checkpoint import Checkpointer
+
+CONFIG_FILE = "config.json"  # the run's config, written by training and read by evaluation
+SUMMARY_FILE = "summary.json"  # the final summary of train_and_evaluate
+
+
+def workdir_path(workdir) -> pathlib.Path:
+  """The workdir as an absolute path, ~ expanded."""
+  return pathlib.Path(workdir).expanduser().absolute()
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """Everything a run derives from its config, once (build it with `Run.create`).
+
+  Attributes:
+    config: the validated config (leave it unchanged: the rest is derived from it).
+    workdir: the absolute workdir (config.json, metrics, checkpoints, summary.json).
+    task: the task record of config.task and config.difficulty.
+    data_dir: config.data_dir with ~ expanded.
+    input_cfg: the tokenisation settings of the pipeline (length, CLS, EOS).
+    mesh: one "data" axis over every device of every process.
+    model: the classifier the config describes.
+  """
+
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+  task: data.Task
+  data_dir: pathlib.Path
+  input_cfg: data.InputConfig
+  mesh: Mesh
+  model: LraClassifier
+
+  @classmethod
+  def create(cls, config, workdir) -> Run:
+    """Validates the config (before anything compiles) and resolves the run."""
+    config_lib.validate(config, jax.device_count(), jax.process_count())
+    return cls(config=config, workdir=workdir_path(workdir),
+               task=data.get_task(config.task, config.difficulty),
+               data_dir=pathlib.Path(config.data_dir).expanduser(),
+               input_cfg=data.InputConfig(config.max_len, config.add_cls, config.add_eos),
+               mesh=Mesh(np.asarray(jax.devices()), ("data",)),
+               model=config_lib.build_model(config))
+
+  @property
+  def lead(self) -> bool:
+    """Whether this process writes the workdir's files (process 0)."""
+    return jax.process_index() == 0
+
+  @property
+  def config_path(self) -> pathlib.Path:
+    return self.workdir / CONFIG_FILE
+
+  @property
+  def summary_path(self) -> pathlib.Path:
+    return self.workdir / SUMMARY_FILE
+
+  @property
+  def checkpoint_dir(self) -> pathlib.Path:
+    return self.workdir / "checkpoints"
+
+  def checkpointer(self) -> Checkpointer:
+    """The workdir's checkpoints (close it, or use it in a `with` block)."""
+    return Checkpointer(self.checkpoint_dir, self.config.keep_checkpoints)
+
+  def input_shape(self) -> tuple[int, ...]:
+    """The token array of one example: (1, 2, max_len) for pairs, else (1, max_len)."""
+    return (1, 2, self.config.max_len) if self.task.pair else (1, self.config.max_len)
+
+  def dataset(self, split: str, **kw):
+    """This process's batches of a split (see `luna_jax.data.make_dataset`)."""
+    return data.make_dataset(
+        self.task, split, self.data_dir, self.input_cfg, global_batch=self.config.batch_size,
+        seed=self.config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), **kw)
