@@ -33,7 +33,7 @@ from luna_jax.mixers.luna_attention import LunaAttention
 from luna_jax.mixers.luna_causal import LunaCausalAttention, omega
 from luna_jax.mixers.transformer import MultiHeadAttention, TransformerEncoderLayer
 from luna_jax.model import LraClassifier
-from luna_jax.registry import (MixerSpec, Run, get_mixer, mixer_names, register_mixer,
+from luna_jax.registry import (MixerSpec, RunShape, get_mixer, mixer_names, register_mixer,
                                unregister_mixer)
 
 __version__ = "0.1.0"
@@ -56,7 +56,7 @@ __all__ = [
     "LunaEncoderLayer",
     "MixerSpec",
     "MultiHeadAttention",
-    "Run",
+    "RunShape",
     "TransformerEncoderLayer",
     "gelu",
     "get_mixer",

@@ -45,7 +45,8 @@ def main(argv=None) -> None:
   real = args.seq_len - 100
   mask = jnp.arange(args.seq_len)[None, :] < real
   for mixer in args.mixers.split(","):
-    run = registry.Run(max_len=args.seq_len, num_layers=2, d_model=args.width, num_heads=4)
+    run = registry.RunShape(max_len=args.seq_len, num_layers=2, d_model=args.width,
+                            num_heads=4)
     model = Encoder(mixer=mixer, num_layers=2, num_heads=4, ffn_dim=4 * args.width,
                     mixer_options=registry.make_settings(mixer, {}, run))
     params = model.init(jax.random.key(0), x, mask_BxN=mask)

@@ -86,8 +86,8 @@ class Encoder(nn.Module):
     spec = registry.get_mixer(self.mixer)
     self._check(spec)
     b, n, d = x_BxNxD.shape
-    run = registry.Run(max_len=None, num_layers=self.num_layers, d_model=d,
-                       num_heads=self.num_heads, causal=self.causal)
+    run = registry.RunShape(max_len=None, num_layers=self.num_layers, d_model=d,
+                            num_heads=self.num_heads, causal=self.causal)
     settings = registry.make_settings(self.mixer, self.mixer_options, run)
     if mask_BxN is None:
       mask_BxN = jnp.ones((b, n), bool)

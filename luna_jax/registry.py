@@ -15,7 +15,7 @@ from luna_jax import layers
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class RunShape:
   """What a mixer's settings may follow or be checked against.
 
   Attributes:
@@ -65,8 +65,8 @@ class MixerSpec:
   layer: type
   settings: type
   normalize_before: bool
-  derived: Mapping[str, Callable[[Run], Any]] = dataclasses.field(default_factory=dict)
-  check: Optional[Callable[[Any, Run], None]] = None
+  derived: Mapping[str, Callable[[RunShape], Any]] = dataclasses.field(default_factory=dict)
+  check: Optional[Callable[[Any, RunShape], None]] = None
   layer_fields: Optional[Callable[[Any, int], dict]] = None
   shared_modules: Optional[Callable[[Any, Any], dict]] = None
   p_for_layer: Optional[Callable[..., tuple]] = None
@@ -122,7 +122,7 @@ def get_mixer(name: str) -> MixerSpec:
     ) from None
 
 
-def make_settings(name: str, options: Any, run: Run):
+def make_settings(name: str, options: Any, run: RunShape):
   """The settings of mixer `name` for a run, checked.
 
   Args:

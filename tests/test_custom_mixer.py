@@ -62,7 +62,7 @@ class GatedMeanLayer(luna_jax.LayerBase):
     return self.feed_forward_block(x, deterministic), p_BxLxD
 
 
-def check(settings: GatedMeanSettings, run: luna_jax.Run) -> None:
+def check(settings: GatedMeanSettings, run: luna_jax.RunShape) -> None:
   if settings.hidden <= 0:
     raise ValueError(f"hidden={settings.hidden} must be positive.")
   if run.max_len is not None and settings.positions < run.max_len:
@@ -175,8 +175,8 @@ def test_command_line_overrides_reach_the_mixer_settings(tmp_path):
   with pytest.raises((flags.Error, AttributeError), match='Did you mean "sharing"'):
     _parse(tmp_path, "--config.model.linformer.sharnig=kv")
   c = _parse(tmp_path, "--config.model.name=linformer", "--config.model.linformer.max_len=200")
-  with pytest.raises(ValueError, match="invalid config: model.linformer.max_len=200 is shorter "
-                     "than the run's max_len=300"):
+  with pytest.raises(ValueError, match="invalid config: model.linformer.max_len=200: the run's "
+                     "max_len=300 is longer than the Linformer projections allow"):
     validate(c, num_devices=1)
 
 

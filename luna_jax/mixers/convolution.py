@@ -221,7 +221,7 @@ class ConvSettings:
   band_max_len: int = 512  # auto: band up to this many steps, unfold beyond
 
 
-def check(settings: ConvSettings, run: registry.Run) -> None:
+def check(settings: ConvSettings, run: registry.RunShape) -> None:
   if settings.kernel_size:
     if settings.kernel_sizes != PAPER_KERNEL_SIZES:
       raise ValueError(f"kernel_size={settings.kernel_size} and kernel_sizes="

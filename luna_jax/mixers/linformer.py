@@ -194,13 +194,13 @@ NEEDS_MAX_LEN = ("max_len is unset: Linformer needs max_len, the longest sequenc
                  "see (mixer_options={'max_len': ...}; a config derives it from max_len).")
 
 
-def check(settings: LinformerSettings, run: registry.Run) -> None:
+def check(settings: LinformerSettings, run: registry.RunShape) -> None:
   if settings.max_len is None:
     raise ValueError(NEEDS_MAX_LEN)
   if run.max_len is not None and settings.max_len < run.max_len:
-    raise ValueError(f"max_len={settings.max_len} is shorter than the run's max_len="
-                     f"{run.max_len}: the E/F projections must accept every position; "
-                     "raise it or leave it unset to follow max_len.")
+    raise ValueError(f"max_len={settings.max_len}: the run's max_len={run.max_len} is longer "
+                     "than the Linformer projections allow; raise it, or leave it unset to "
+                     "follow the run's max_len.")
   if settings.proj_len <= 0:
     raise ValueError(f"proj_len={settings.proj_len} must be positive.")
   if settings.sharing not in SHARING:

@@ -111,7 +111,7 @@ class LunaEncoderLayer(LayerBase):
     return self.feed_forward_block(x, deterministic), p
 
 
-def check(settings: LunaSettings, run: registry.Run) -> None:
+def check(settings: LunaSettings, run: registry.RunShape) -> None:
   if settings.proj_len <= 0:
     raise ValueError(f"proj_len={settings.proj_len} must be positive.")
   if settings.p_init not in P_INITS:

@@ -148,7 +148,7 @@ class TransformerEncoderLayer(LayerBase):
 NO_DECODE = "it keeps no key/value cache; the causal stack runs whole sequences."
 
 
-def check(settings: TransformerSettings, run: registry.Run) -> None:
+def check(settings: TransformerSettings, run: registry.RunShape) -> None:
   del run
   if settings.implementation not in IMPLEMENTATIONS:
     raise ValueError(f"implementation={settings.implementation!r} is not one of "

@@ -104,8 +104,8 @@ def settings_block(settings_cls) -> ml_collections.ConfigDict:
 def run_of(config):
   """What the chosen mixer's settings may follow or be checked against."""
   m = config.model
-  return registry.Run(max_len=config.max_len, num_layers=m.num_layers, d_model=m.d_model,
-                      num_heads=m.num_heads)
+  return registry.RunShape(max_len=config.max_len, num_layers=m.num_layers,
+                           d_model=m.d_model, num_heads=m.num_heads)
 
 
 def mixer_settings(config):
