@@ -21,10 +21,9 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from benchmarks import common
 import luna_jax
+from benchmarks import common
 
 LINEAR_EXTRA = (32768,)
 

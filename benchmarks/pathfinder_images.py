@@ -67,7 +67,7 @@ def contact_sheet(rows: list[tuple[int, list[np.ndarray], list[int]]], cell: int
     draw.text((gap, y + 4), f"{resolution} x {resolution}, hard (label 1: markers on one "
               "contour)", fill=255)
     y += 20
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
       col, row = i % columns, i // columns
       x0, y0 = gap + col * (cell + gap), y + row * (cell + caption + gap)
       sheet.paste(Image.fromarray(image).resize((cell, cell), Image.Resampling.NEAREST),

@@ -51,7 +51,7 @@ def main(argv=None) -> None:
                     mixer_options=registry.make_settings(mixer, {}, run))
     params = model.init(jax.random.key(0), x, mask_BxN=mask)
     count = sum(a.size for a in jax.tree.leaves(params))
-    apply = jax.jit(lambda v, x, m: model.apply(v, x, mask_BxN=m))
+    apply = jax.jit(lambda v, x, m, model=model: model.apply(v, x, mask_BxN=m))
     y, p = apply(params, x, mask)
     seconds = _time(apply, params, x, mask)
     print(f"{mixer:12s} params {count:8d}  X {tuple(y.shape)}  "

@@ -96,8 +96,8 @@ def test_image_from_the_official_cifar_archive(tmp_path):
                                 ("validation", gray[18:], train_labels[18:])):
     src = data.data_source(task, split, tmp_path / "tfds")
     got = sorted((src[i]["image"].tobytes(), int(src[i]["label"])) for i in range(len(src)))
-    want = sorted((im.tobytes(), int(lb)) for im, lb in zip(images, labels))
-    assert len(got) == len(want) and np.mean([g == w for g, w in zip(got, want)]) > 0.99
+    want = sorted((im.tobytes(), int(lb)) for im, lb in zip(images, labels, strict=True))
+    assert len(got) == len(want) and np.mean([g == w for g, w in zip(got, want, strict=True)]) > 0.99
   assert len(data.data_source(task, "test", tmp_path / "tfds")) == len(test_labels)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 
 from luna_jax.training.optim import learning_rate_schedule
-from luna_jax.training.steps import make_train_step, TrainState
+from luna_jax.training.steps import TrainState, make_train_step
 
 
 def _opt(**kw):

@@ -116,7 +116,7 @@ def test_same_rng_state_same_sample():
   a, b = _sample(32, "hard", 1, seed=3), _sample(32, "hard", 1, seed=3)
   c = _sample(32, "hard", 1, seed=4)
   assert np.array_equal(a.image, b.image)
-  assert all(np.array_equal(x, y) for x, y in zip(a.contours, b.contours))
+  assert all(np.array_equal(x, y) for x, y in zip(a.contours, b.contours, strict=True))
   assert not np.array_equal(a.image, c.image)
 
 
@@ -153,7 +153,7 @@ def test_first_marker_goes_on_either_target():
 def test_label_only_moves_the_second_marker():
   """Same draws, other label: same contours, the second marker on the other target."""
   one, zero = _sample(32, "hard", 1, seed=11), _sample(32, "hard", 0, seed=11)
-  assert all(np.array_equal(x, y) for x, y in zip(one.contours, zero.contours))
+  assert all(np.array_equal(x, y) for x, y in zip(one.contours, zero.contours, strict=True))
   assert np.allclose(one.marker_centres[0], zero.marker_centres[0])
   origin = one.marker_contours[0]
   assert one.marker_contours == (origin, origin)
@@ -206,7 +206,7 @@ def test_contour_geometry(resolution, difficulty):
 def _all_paddles(sample: pg.Sample, margin: float) -> list[tuple]:
   """(contour index, paddle index, start, end) for every paddle of a sample."""
   return [(i, k, a, b) for i, c in enumerate(sample.contours)
-          for k, (a, b) in enumerate(zip(*_paddles(c, margin)))]
+          for k, (a, b) in enumerate(zip(*_paddles(c, margin), strict=True))]
 
 
 @pytest.mark.parametrize("resolution", [32, 128])
@@ -220,7 +220,7 @@ def test_strokes_keep_their_margin(resolution):
     # Each paddle's mask is its stroke dilated by the margin; two masks never meet.
     clearance = s.paddle_thickness + 2 * sample.paddle_margin
     paddles = _all_paddles(sample, sample.paddle_margin)
-    contour, index, starts, ends = (np.array(x) for x in zip(*paddles))
+    contour, index, starts, ends = (np.array(x) for x in zip(*paddles, strict=True))
     # Distances from points along each paddle to every paddle, then per pair.
     t = np.linspace(0, 1, samples)[None, :, None]
     points = (starts[:, None] + t * (ends - starts)[:, None]).reshape(-1, 2)
@@ -246,7 +246,7 @@ def test_no_other_stroke_touches_a_target_tip(resolution):
     for target in (0, 1):
       starts, ends = _paddles(sample.contours[target], sample.paddle_margin)
       tips = np.stack([starts[0], ends[-1]])
-      starts, ends = map(np.array, zip(*[(a, b) for i, _, a, b in paddles if i != target]))
+      starts, ends = map(np.array, zip(*[(a, b) for i, _, a, b in paddles if i != target], strict=True))
       gap = _point_to_segments(tips, starts, ends).min()
       assert gap >= clearance - 1e-9, (seed, target, gap)
 
@@ -283,7 +283,7 @@ def test_image_shows_exactly_the_strokes(resolution):
   s = pg.settings_for(resolution, "hard")
   sample = _sample(resolution, "hard", 1, seed=2)
   starts, ends = map(np.concatenate, zip(*(_paddles(c, sample.paddle_margin)
-                                            for c in sample.contours)))
+                                            for c in sample.contours), strict=True))
   mids = ((starts + ends) / 2).astype(int)
   near_mids = [sample.image[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max() for y, x in mids]
   assert min(near_mids) >= 60
@@ -410,9 +410,9 @@ def test_release_labels_balanced_and_shuffled(tmp_path):
 
 
 def test_release_is_deterministic(tmp_path):
-  write = lambda name, seed: _files(pg.write_release(tmp_path / name, 32, "intermediate",
-                                                     num_images=6, seed=seed,
-                                                     images_per_batch=4))
+  def write(name, seed):
+    return _files(pg.write_release(tmp_path / name, 32, "intermediate", num_images=6,
+                                   seed=seed, images_per_batch=4))
   first, again, other = write("a", 5), write("b", 5), write("c", 6)
   assert first == again
   assert set(first) == set(other)

@@ -80,7 +80,7 @@ def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(data_dir, 
   assert Checkpointer(tmp_path / "resumed" / "checkpoints", 2).latest_step() == 4
   summary = train_and_evaluate(config, tmp_path / "resumed")
   assert summary["steps"] == 8
-  for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed")):
+  for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed"), strict=True):
     np.testing.assert_array_equal(a, b)
 
 
@@ -112,20 +112,21 @@ def test_eight_devices_and_two_processes_match_one_device(data_dir, tmp_path):
            for name, (env, *extra) in runs.items()]
   procs.append(("two", _run_in_subprocess(config, tmp_path / "two", {"XLA_FLAGS": ""},
                                           tmp_path / "two1.log", (f"127.0.0.1:{port}", "2", "1"))))
-  for name, proc in procs:
+  for _, proc in procs:
     proc.wait(timeout=600)
   for log in sorted(tmp_path.glob("*.log")):
     assert all(p.returncode == 0 for _, p in procs), log.read_text()
   assert "devices: 8" in (tmp_path / "eight.log").read_text()
   assert "processes: 2" in (tmp_path / "two.log").read_text()
   def losses(name):
-    records = (json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+    lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    records = (json.loads(line) for line in lines)
     return [r["loss"] for r in records if r["split"] == "train"]
 
   one = _params(tmp_path / "one")
   for name in ("eight", "two"):
     np.testing.assert_allclose(losses(name), losses("one"), rtol=1e-5, err_msg=name)
-    for a, b in zip(one, _params(tmp_path / name)):
+    for a, b in zip(one, _params(tmp_path / name), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
@@ -181,14 +182,20 @@ def test_every_n_steps_and_the_last_step():
 
 def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path, monkeypatch):
   validated, checked = [], config_lib.validate
+  looked_up, lookup = [], config_lib.get_task
 
   def counted(*args, **kw):
     validated.append(args)
     return checked(*args, **kw)
 
+  def counted_lookup(*args, **kw):
+    looked_up.append(args)
+    return lookup(*args, **kw)
+
   monkeypatch.setattr(config_lib, "validate", counted)
+  monkeypatch.setattr(config_lib, "get_task", counted_lookup)
   summary = train_and_evaluate(tiny_config("retrieval", data_dir), tmp_path)
-  assert len(validated) == 1  # once per run
+  assert len(validated) == 1 and len(looked_up) == 1  # once per run
   result = evaluate_workdir(tmp_path, "best", "test")
   assert len(validated) == 2
   assert result["accuracy"] == pytest.approx(summary["test_accuracy"])

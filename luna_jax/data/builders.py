@@ -187,5 +187,5 @@ class LraImage(_ArchiveBuilder):
             "test": self._generate_examples(*data["test"])}
 
   def _generate_examples(self, images, labels):
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
       yield i, {"image": image, "label": int(label)}

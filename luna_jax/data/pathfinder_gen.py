@@ -659,7 +659,7 @@ def generate_sample(rng: np.random.Generator, settings: PathfinderSettings,
                       contour_tips(contours[marker_contours[1]], margin)[1]])
   paddles = [(a, b, settings.target_contrast if i < 2 else settings.distractor_contrast)
              for i, contour in enumerate(contours)
-             for a, b in zip(*paddle_segments(contour, margin))]
+             for a, b in zip(*paddle_segments(contour, margin), strict=True)]
   image = pathfinder_render.render(settings.resolution, settings.antialias_scale, paddles,
                                    settings.paddle_length, settings.paddle_thickness,
                                    margin, markers, settings.marker_radius)

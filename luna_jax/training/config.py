@@ -14,7 +14,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from luna_jax import registry
-from luna_jax.data.tasks import get_task
+from luna_jax.data.tasks import Task, get_task
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -124,8 +124,9 @@ def mixer_settings(config):
     raise ValueError(f"invalid config: model.{name}.{e}") from None
 
 
-def build_model(config) -> LraClassifier:
-  task = get_task(config.task, config.difficulty)
+def build_model(config, task: Task | None = None) -> LraClassifier:
+  """The classifier the config describes; `task` saves looking config.task up again."""
+  task = task or get_task(config.task, config.difficulty)
   m = config.model
   normalize_before = {"default": None, "pre": True, "post": False}[m.layer_norm]
   encoder = dict(mixer=m.name, num_layers=m.num_layers, num_heads=m.num_heads,
@@ -144,9 +145,9 @@ def _require(ok: bool, message: str) -> None:
     raise ValueError(f"invalid config: {message}")
 
 
-def validate(config, num_devices: int, num_processes: int = 1) -> None:
-  """Checks the settings that would otherwise fail late or silently."""
-  get_task(config.task, config.difficulty)  # raises for unknown tasks/difficulties
+def validate(config, num_devices: int, num_processes: int = 1) -> Task:
+  """Checks the settings that would otherwise fail late or silently; returns the task."""
+  task = get_task(config.task, config.difficulty)  # raises for unknown tasks/difficulties
   m, o = config.model, config.optimizer
   names = registry.mixer_names()
   _require(m.name in names, f"model.name={m.name!r} is not a mechanism; choose one of "
@@ -173,3 +174,4 @@ def validate(config, num_devices: int, num_processes: int = 1) -> None:
            f"max_len={config.max_len} leaves no room for tokens.")
   for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every"):
     _require(config[name] > 0, f"{name} must be positive, got {config[name]}.")
+  return task

@@ -52,13 +52,12 @@ class Run:
   @classmethod
   def create(cls, config, workdir) -> Run:
     """Validates the config (before anything compiles) and resolves the run."""
-    config_lib.validate(config, jax.device_count(), jax.process_count())
-    return cls(config=config, workdir=workdir_path(workdir),
-               task=data.get_task(config.task, config.difficulty),
+    task = config_lib.validate(config, jax.device_count(), jax.process_count())
+    return cls(config=config, workdir=workdir_path(workdir), task=task,
                data_dir=pathlib.Path(config.data_dir).expanduser(),
                input_cfg=data.InputConfig(config.max_len, config.add_cls, config.add_eos),
                mesh=Mesh(np.asarray(jax.devices()), ("data",)),
-               model=config_lib.build_model(config))
+               model=config_lib.build_model(config, task))
 
   @property
   def lead(self) -> bool:
