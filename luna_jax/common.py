@@ -14,6 +14,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 Array = jax.Array
 DType = Any
@@ -130,6 +131,48 @@ def merge_heads(x_BxNxHxK: Array) -> Array:
   """(B, N, H, K) -> (B, N, H * K)."""
   b, n, h, k = x_BxNxHxK.shape
   return x_BxNxHxK.reshape(b, n, h * k)
+
+
+def dense_rows(layer: nn.Dense, x: Array) -> Array:
+  """`layer(x)` computed on the 2-D (rows, features) view of x, leading axes restored.
+
+  The same parameters and the same products; on XLA CPU the 2-D form lets the weight
+  gradient x^T g read x and g in place, where a (B, N, D) input makes XLA copy a
+  transposed g for every weight gradient (and a copy per consumer of g).
+  """
+  lead = x.shape[:-1]
+  return layer(x.reshape(-1, x.shape[-1])).reshape(*lead, layer.features)
+
+
+def heads_first(x_BxNxD: Array, num_heads: int) -> Array:
+  """(B, N, D) -> (B, H, N, K): the layout batched per-head products read without a
+  transposed copy of their own (one row-block copy here instead)."""
+  return jnp.swapaxes(split_heads(x_BxNxD, num_heads), 1, 2)
+
+
+def heads_last(x_BxHxNxK: Array) -> Array:
+  """(B, H, N, K) -> (B, N, H * K), the inverse of `heads_first`."""
+  return merge_heads(jnp.swapaxes(x_BxHxNxK, 1, 2))
+
+
+# dot_general dimension numbers over (B, H, ., .) operands.
+_CONTRACT_LAST = (((3,), (3,)), ((0, 1), (0, 1)))  # a @ b^T
+_CONTRACT_INNER = (((3,), (2,)), ((0, 1), (0, 1)))  # a @ b
+
+
+def attend_heads_first(q_BxHxNxK, k_BxHxMxK, v_BxHxMxK, mask_BxM, dropout,
+                       deterministic: bool) -> Array:
+  """`attend` on heads-first operands: softmax(q k^T) v per head, keys masked where
+  mask_BxM is False; q is already scaled; dropout acts on the probabilities. Both products
+  contract the operands' minor or second-minor axis and keep (B, H) in front, which XLA
+  CPU runs on q, k and v in place; the einsums of `attend` on (B, N, H, K) operands make
+  it copy them (and their gradients) into (B, H, K, N) transposes first. Returns
+  (B, H, N, K)."""
+  logits_BxHxNxM = lax.dot_general(q_BxHxNxK, k_BxHxMxK, _CONTRACT_LAST)
+  mask = None if mask_BxM is None else mask_BxM[:, None, None, :]
+  probs_BxHxNxM = masked_softmax(logits_BxHxNxM, mask)
+  probs_BxHxNxM = dropout(probs_BxHxNxM, deterministic=deterministic).astype(v_BxHxMxK.dtype)
+  return lax.dot_general(probs_BxHxNxM, v_BxHxMxK, _CONTRACT_INNER)
 
 
 def check_heads(d_model: int, num_heads: int, what: str = "num_heads") -> int:

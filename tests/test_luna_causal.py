@@ -158,3 +158,45 @@ def test_memory_stays_linear_no_prefix_sum_tensor():
   stats = fwd.lower(params, x, p).compile().memory_analysis()
   prefix_sum_bytes = 2 * b * h * n * l * (d // h) * 4  # cumulative K and V of the reference
   assert stats.temp_size_in_bytes < prefix_sum_bytes / 4, stats.temp_size_in_bytes
+
+
+def test_chunk_size_by_length_gives_the_explicit_chunk_sizes_result():
+  """chunk_size=None (by length: 128 here, so 2 chunks and padding) equals explicit sizes."""
+  rng, x, p, module, params = _setup(n=150, chunk=None, tied=False, seed=7)
+  assert module.chunk_size is None
+  assert luna_jax.mixers.luna_causal.chunk_size_for(150, 5, 4) == 128
+  mask, p_mask = prefix_mask([150, 97], 150), random_mask(rng, 2, 5)
+  y = module.apply({"params": params}, x, p, mask_BxN=mask, p_mask_BxL=p_mask)[0]
+  for chunk in (1, 7, 64, 150, 256):
+    y_c = module.clone(chunk_size=chunk).apply({"params": params}, x, p, mask_BxN=mask,
+                                                 p_mask_BxL=p_mask)[0]
+    np.testing.assert_allclose(y, y_c, rtol=0, atol=1e-12)
+  want = ref.luna_causal(ref.to_np(params), x, p, mask, p_mask, 3, False)
+  real = mask[..., None]
+  assert rel_err(np.where(real, y, 0), np.where(real, want, 0)) < 1e-6
+
+
+def test_chunk_size_for_follows_the_length_and_the_head_shape():
+  chunk_size_for = luna_jax.mixers.luna_causal.chunk_size_for
+  for n in (1, 5, 63):
+    assert chunk_size_for(n, 16, 64) == n  # a short input is one chunk
+  for n in (1024, 16384, 10**6):
+    assert chunk_size_for(n, 16, 64) == 64
+  for l, dh in ((16, 64), (128, 64), (256, 64), (64, 16), (16, 16), (1, 1)):
+    c = chunk_size_for(4096, l, dh)
+    assert c & (c - 1) == 0 and 1 <= c <= 4096
+
+
+@pytest.mark.parametrize("num", [1, 5, 16, 17, 40])
+def test_exclusive_prefix_sum_matches_cumsum(num):
+  a = np.random.default_rng(num).normal(size=(2, 3, num, 4))
+  before, total = luna_jax.mixers.luna_causal.exclusive_prefix_sum(jnp.asarray(a), block=16)
+  want = np.cumsum(a, axis=2) - a
+  np.testing.assert_allclose(before, want, atol=1e-12)
+  np.testing.assert_allclose(total, a.sum(axis=2), atol=1e-12)
+
+
+def test_decoding_with_the_default_chunk_size_equals_the_full_pass():
+  rng, x, p, module, params = _setup(n=70, chunk=None, tied=False, seed=8)
+  full = module.apply({"params": params}, x, p)[0]
+  np.testing.assert_allclose(_decode(module, params, x, p, [1, 65, 4]), full, atol=1e-10)

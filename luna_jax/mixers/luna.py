@@ -43,7 +43,8 @@ class LunaSettings:
   dynamic_projection: bool = True  # mask P rows beyond each example's length
   tied_kv: bool = False  # one projection for K and V (LRA runs: untied)
   pack_heads: int = 0  # heads of the pack attention; 0 = num_heads
-  chunk_size: int = 64  # causal only: positions per scan step (any value, same result)
+  chunk_size: Optional[int] = None  # causal only: positions per chunk; None follows the
+                                    # length (luna_causal.chunk_size_for); same result
 
 
 class LunaEncoderLayer(LayerBase):
@@ -58,12 +59,12 @@ class LunaEncoderLayer(LayerBase):
   causal=True the attention is `LunaCausalAttention` and P passes through unchanged.
 
   Extra attributes: pack_heads (None or 0 = num_heads), tied_kv (see LunaAttention),
-  chunk_size (causal only).
+  chunk_size (causal only; None follows the length).
   """
 
   pack_heads: Optional[int] = None
   tied_kv: bool = False
-  chunk_size: int = 64
+  chunk_size: Optional[int] = None
 
   @nn.compact
   def __call__(
@@ -108,7 +109,11 @@ class LunaEncoderLayer(LayerBase):
       x = self.norm("x_norm")(x)
       if y_p is not None:
         p = self.norm("p_norm")(p)
-    return self.feed_forward_block(x, deterministic), p
+    # The feed-forward block on the (B * N, D) view: the same LayerNorm, Dense and dropout
+    # (same masks), but XLA then reads x and the gradients in place for the weight
+    # gradients (see common.dense_rows).
+    b, n, d = x.shape
+    return self.feed_forward_block(x.reshape(b * n, d), deterministic).reshape(b, n, d), p
 
 
 def check(settings: LunaSettings, run: registry.RunShape) -> None:
@@ -119,8 +124,9 @@ def check(settings: LunaSettings, run: registry.RunShape) -> None:
   if settings.pack_heads < 0 or (settings.pack_heads and run.d_model % settings.pack_heads):
     raise ValueError(f"pack_heads={settings.pack_heads} must divide the model width "
                      f"d_model={run.d_model} (0: num_heads).")
-  if settings.chunk_size <= 0:
-    raise ValueError(f"chunk_size={settings.chunk_size} must be positive.")
+  if settings.chunk_size is not None and settings.chunk_size <= 0:
+    raise ValueError(f"chunk_size={settings.chunk_size} must be positive (or None: by "
+                     "length).")
 
 
 def _initial_p(encoder, settings: LunaSettings, batch: int, d: int, suffix: str,

@@ -90,35 +90,29 @@ class LunaAttention(nn.Module):
 
     dropout = nn.Dropout(self.attention_dropout)
 
-    # Pack: P attends to the context.
-    pq_BxLxHxK = common.split_heads(proj("p_query")(p_BxLxD) * dhp**-0.5, hp)
+    # Pack: P attends to the context. Projections run on (rows, D) views and heads are
+    # moved in front once (common.heads_first), so no product copies a transposed operand.
+    def project(name, a_BxTxD, role="in_proj"):
+      return common.dense_rows(proj(name, role), a_BxTxD)
+
+    pq_BxHxLxK = common.heads_first(project("p_query", p_BxLxD) * dhp**-0.5, hp)
     if self.tied_kv:
-      pk_BxMxD = pv_BxMxD = proj("p_context")(c_BxMxD)
+      pk_BxHxMxK = pv_BxHxMxK = common.heads_first(project("p_context", c_BxMxD), hp)
     else:
-      pk_BxMxD, pv_BxMxD = proj("p_key")(c_BxMxD), proj("p_value")(c_BxMxD)
-    packed_BxLxHxK = common.attend(
-        pq_BxLxHxK,
-        common.split_heads(pk_BxMxD, hp),
-        common.split_heads(pv_BxMxD, hp),
-        context_mask_BxM,
-        dropout,
-        deterministic,
-    )
-    y_p_BxLxD = common.merge_heads(packed_BxLxHxK)
+      pk_BxHxMxK = common.heads_first(project("p_key", c_BxMxD), hp)
+      pv_BxHxMxK = common.heads_first(project("p_value", c_BxMxD), hp)
+    packed_BxHxLxK = common.attend_heads_first(
+        pq_BxHxLxK, pk_BxHxMxK, pv_BxHxMxK, context_mask_BxM, dropout, deterministic)
+    y_p_BxLxD = common.heads_last(packed_BxHxLxK)
 
     # Unpack: X attends to a new projection of the packed context.
-    q_BxNxHxK = common.split_heads(proj("query")(x_BxNxD) * dh**-0.5, h)
+    q_BxHxNxK = common.heads_first(project("query", x_BxNxD) * dh**-0.5, h)
     if self.tied_kv:
-      k_BxLxD = v_BxLxD = proj("context")(y_p_BxLxD)
+      k_BxHxLxK = v_BxHxLxK = common.heads_first(project("context", y_p_BxLxD), h)
     else:
-      k_BxLxD, v_BxLxD = proj("key")(y_p_BxLxD), proj("value")(y_p_BxLxD)
-    out_BxNxHxK = common.attend(
-        q_BxNxHxK,
-        common.split_heads(k_BxLxD, h),
-        common.split_heads(v_BxLxD, h),
-        p_mask_BxL,
-        dropout,
-        deterministic,
-    )
-    y_x_BxNxD = proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
+      k_BxHxLxK = common.heads_first(project("key", y_p_BxLxD), h)
+      v_BxHxLxK = common.heads_first(project("value", y_p_BxLxD), h)
+    out_BxHxNxK = common.attend_heads_first(
+        q_BxHxNxK, k_BxHxLxK, v_BxHxLxK, p_mask_BxL, dropout, deterministic)
+    y_x_BxNxD = project("out", common.heads_last(out_BxHxNxK), role="out_proj")
     return y_x_BxNxD, y_p_BxLxD

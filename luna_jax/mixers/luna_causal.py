@@ -12,11 +12,13 @@ the authors' LunarCausalAttention, on the unnormalised pack weights w (the dropp
 enter both Kbar and Vbar) and, with an independent mask, on the unpack weights alpha after
 the softmax (they then weight only Vbar): y_t = W_o sum_j Drop(alpha)_{t,j} Vbar_t[j] + b_o.
 The reference materialises the (n, l, d_h) prefix sums; here the sequence is cut into
-chunks of `chunk_size` and a scan carries the running memories sum_s k_s w_s^T (d_h x l)
-and sum_s w_s v_s^T (l x d_h) in float32, so memory is O(n l + n d) and decoding keeps
-only those two memories and t.
-Both dropout masks are drawn for the whole (B, H, N, L) block before the scan, so a given
-rng gives the same output for every chunk size.
+chunks of c positions: the memories sum_s k_s w_s^T (d_h x l) and sum_s w_s v_s^T
+(l x d_h) are accumulated in float32 at chunk boundaries only (a prefix sum over chunks,
+no sequential loop), and within a chunk causal (c x c) products add the chunk's earlier
+positions. Memory is O(n (l + c) + n d + (n / c) l d_h); decoding keeps only the two
+memories and t. c follows the length unless given (`chunk_size_for`).
+Both dropout masks are drawn for the whole (B, H, N, L) block before it is cut into chunks,
+so a given rng gives the same output for every chunk size.
 Causal self-attention does not update P: the layer returns P unchanged.
 """
 
@@ -47,7 +49,55 @@ def apply_keep(a: Array, keep: Optional[Array], rate: float) -> Array:
   return jnp.where(keep, a * (0.0 if rate >= 1.0 else 1.0 / (1.0 - rate)), 0).astype(a.dtype)
 
 
-def causal_luna_scan(
+# The cost model behind `chunk_size_for`, in multiply-add equivalents per position and
+# head: the in-chunk products cost c (d_h + l); every chunk costs a fixed ~2^18 (setting
+# up its two dozen small batched products, forward and backward, on XLA CPU) plus ~2^7
+# per entry of its d_h x l memories (their prefix sums and products), spread over its c
+# positions.
+_CHUNK_FIXED_COST = 2.0**18
+_CHUNK_MEMORY_COST = 2.0**7
+
+
+def chunk_size_for(n: int, l: int, dh: int) -> int:
+  """The chunk size c used when none is given: the power of two nearest to the c that
+  minimises c (d_h + l) + (2^18 + 2^7 d_h l) / c per position, i.e.
+  c* = sqrt((2^18 + 2^7 d_h l) / (d_h + l)), at most n (a short input is one chunk).
+
+  64 for the settings the paper uses (d_h = 64, l = 16 ... 256) and for d_h = 16, l = 64.
+  Of c = 16 ... 256 in forward + backward on a 2-core CPU it was the fastest, or within
+  10% of it, at 4K for (d_h, l) = (64, 16), (64, 128), (16, 64), (32, 16) and at 1K and
+  16K for (64, 16). Any c gives the same result; only the speed and the (n / c) d_h l
+  memory change.
+  """
+  best = math.sqrt((_CHUNK_FIXED_COST + _CHUNK_MEMORY_COST * dh * l) / (dh + l))
+  return max(1, min(n, 2 ** round(math.log2(best))))
+
+
+def exclusive_prefix_sum(a_BxHxIxF: Array, block: int = 16) -> tuple[Array, Array]:
+  """(sum_{j < i} a[:, :, j] for every i, sum over all j) along axis 2 of (B, H, I, F).
+
+  Within blocks of `block` entries by a strictly lower-triangular product, across blocks
+  by the running sum of the block totals; jnp.cumsum lowers on XLA CPU to reduce-windows
+  and transposes that cost about twice as much here.
+  """
+  b, h, i, f = a_BxHxIxF.shape
+  block = max(1, min(block, i))
+  num_blocks = -(-i // block)
+  a = a_BxHxIxF
+  if num_blocks * block != i:
+    a = jnp.pad(a, ((0, 0), (0, 0), (0, num_blocks * block - i), (0, 0)))
+  a_BxHxGxJxF = a.reshape(b, h, num_blocks, block, f)
+  strict_JxJ = jnp.tril(jnp.ones((block, block), a.dtype), -1)
+  within = jnp.einsum("ij,bhgjf->bhgif", strict_JxJ, a_BxHxGxJxF)
+  totals_BxHxGxF = a_BxHxGxJxF.sum(axis=3)
+  running = jnp.cumsum(totals_BxHxGxF, axis=2)
+  before_blocks = jnp.concatenate(
+      [jnp.zeros_like(running[:, :, :1]), running[:, :, :-1]], axis=2)
+  prefix = (within + before_blocks[:, :, :, None]).reshape(b, h, num_blocks * block, f)
+  return prefix[:, :, :i], running[:, :, -1]
+
+
+def causal_luna_chunked(
     q_BxHxNxK: Array,
     k_BxHxNxK: Array,
     v_BxHxNxK: Array,
@@ -62,13 +112,19 @@ def causal_luna_scan(
 ) -> tuple[Array, Array, Array]:
   """Runs the causal recurrence from a given memory state over n new positions.
 
+  The n positions are cut into chunks of c. Each chunk's contributions to the memories,
+  sum_s k_s w_s^T and sum_s w_s v_s^T, are prefix-summed over the chunks (no sequential
+  loop), so chunk i starts from the memories of all positions before it; within a chunk
+  the causal (c x c) products add the chunk's earlier positions. Work per head
+  O(n c (d_h + l) + n d_h l), memory O(n (l + c) + (n / c) d_h l).
+
   Args:
     q_BxHxNxK: scaled queries; k, v: unpack keys and values; w: pack weights (zero at
       positions to ignore, already dropped out). All in the accumulation dtype.
     mem_k_BxHxKxL, mem_v_BxHxLxK: memories of the positions before `start`.
     start: the number of positions already consumed (t of the first new one is start+1).
     p_mask_BxL: True at P rows that may be attended to.
-    chunk_size: positions per scan step (cost O(n c (d_h + l)) within chunks).
+    chunk_size: positions per chunk, c (any value gives the same result).
     alpha_keep_BxHxNxL: boolean dropout mask of the unpack weights alpha (True = kept), or
       None for no dropout; kept weights are scaled by 1 / (1 - dropout_rate).
 
@@ -76,44 +132,42 @@ def causal_luna_scan(
     (outputs (B, H, N, K), updated mem_k, updated mem_v).
   """
   b, h, n, kd = q_BxHxNxK.shape
+  l = w_BxHxNxL.shape[-1]
   c = max(1, min(chunk_size, n))
   num_chunks = -(-n // c)
   pad = num_chunks * c - n
 
-  def chunks(a):  # (B, H, N, F) -> (num_chunks, B, H, c, F); zero padding at the end.
-    a = jnp.pad(a, ((0, 0), (0, 0), (0, pad), (0, 0)))
-    return jnp.moveaxis(a.reshape(b, h, num_chunks, c, a.shape[-1]), 2, 0)
+  def chunks(a):  # (B, H, N, F) -> (B, H, I, C, F), I chunks; zero padding at the end.
+    if pad:
+      a = jnp.pad(a, ((0, 0), (0, 0), (0, pad), (0, 0)))
+    return a.reshape(b, h, num_chunks, c, a.shape[-1])
 
   acc = mem_k_BxHxKxL.dtype
-  causal_1x1xCxC = jnp.tril(jnp.ones((c, c), acc))[None, None]
-  mask = None if p_mask_BxL is None else p_mask_BxL[:, None, None, :]
-
-  def step(carry, inputs):
-    mem_k, mem_v = carry
-    q, k, v, w, alpha_keep, chunk_start = inputs
-    t_1x1xCx1 = (chunk_start + 1 + jnp.arange(c)).astype(acc)[None, None, :, None]
-    # q_t . Kbar_t = (q_t . mem_k + sum_{s<=t in chunk} (q_t . k_s) w_s) / t
-    qk_BxHxCxC = jnp.einsum("bhck,bhsk->bhcs", q, k) * causal_1x1xCxC
-    scores = jnp.einsum("bhck,bhkl->bhcl", q, mem_k)
-    scores = (scores + jnp.einsum("bhcs,bhsl->bhcl", qk_BxHxCxC, w)) / t_1x1xCx1
-    alpha_BxHxCxL = apply_keep(common.masked_softmax(scores, mask), alpha_keep, dropout_rate)
-    # sum_j alpha_tj Vbar_t[j] = (alpha_t . mem_v + sum_{s<=t in chunk} (alpha_t . w_s) v_s) / t
-    aw_BxHxCxC = jnp.einsum("bhcl,bhsl->bhcs", alpha_BxHxCxL, w) * causal_1x1xCxC
-    y = jnp.einsum("bhcl,bhlk->bhck", alpha_BxHxCxL, mem_v)
-    y = (y + jnp.einsum("bhcs,bhsk->bhck", aw_BxHxCxC, v)) / t_1x1xCx1
-    mem_k = mem_k + jnp.einsum("bhsk,bhsl->bhkl", k, w)
-    mem_v = mem_v + jnp.einsum("bhsl,bhsk->bhlk", w, v)
-    return (mem_k, mem_v), y
-
-  chunk_starts = start + c * jnp.arange(num_chunks)
-  (mem_k, mem_v), y = jax.lax.scan(
-      step,
-      (mem_k_BxHxKxL, mem_v_BxHxLxK),
-      (chunks(q_BxHxNxK), chunks(k_BxHxNxK), chunks(v_BxHxNxK), chunks(w_BxHxNxL),
-       None if alpha_keep_BxHxNxL is None else chunks(alpha_keep_BxHxNxL), chunk_starts),
-  )
-  y_BxHxNxK = jnp.moveaxis(y, 0, 2).reshape(b, h, num_chunks * c, kd)[:, :, :n]
-  return y_BxHxNxK, mem_k, mem_v
+  q, k, v, w = (chunks(a) for a in (q_BxHxNxK, k_BxHxNxK, v_BxHxNxK, w_BxHxNxL))
+  causal_1x1x1xCxC = jnp.tril(jnp.ones((c, c), acc))[None, None, None]
+  t_1x1xIxCx1 = (start + 1 + jnp.arange(num_chunks * c)).astype(acc).reshape(
+      1, 1, num_chunks, c, 1)
+  # Memories at the start of every chunk: the given ones plus all earlier chunks'.
+  sums_k = jnp.einsum("bhisk,bhisl->bhikl", k, w).reshape(b, h, num_chunks, kd * l)
+  sums_v = jnp.einsum("bhisl,bhisk->bhilk", w, v).reshape(b, h, num_chunks, l * kd)
+  before_k, total_k = exclusive_prefix_sum(sums_k)
+  before_v, total_v = exclusive_prefix_sum(sums_v)
+  mem_k_BxHxIxKxL = mem_k_BxHxKxL[:, :, None] + before_k.reshape(b, h, num_chunks, kd, l)
+  mem_v_BxHxIxLxK = mem_v_BxHxLxK[:, :, None] + before_v.reshape(b, h, num_chunks, l, kd)
+  # q_t . Kbar_t = (q_t . mem_k + sum_{s<=t in chunk} (q_t . k_s) w_s) / t
+  qk_BxHxIxCxC = jnp.einsum("bhick,bhisk->bhics", q, k) * causal_1x1x1xCxC
+  scores = jnp.einsum("bhick,bhikl->bhicl", q, mem_k_BxHxIxKxL)
+  scores = (scores + jnp.einsum("bhics,bhisl->bhicl", qk_BxHxIxCxC, w)) / t_1x1xIxCx1
+  mask = None if p_mask_BxL is None else p_mask_BxL[:, None, None, None, :]
+  alpha_keep = None if alpha_keep_BxHxNxL is None else chunks(alpha_keep_BxHxNxL)
+  alpha_BxHxIxCxL = apply_keep(common.masked_softmax(scores, mask), alpha_keep, dropout_rate)
+  # sum_j alpha_tj Vbar_t[j] = (alpha_t . mem_v + sum_{s<=t in chunk} (alpha_t . w_s) v_s) / t
+  aw_BxHxIxCxC = jnp.einsum("bhicl,bhisl->bhics", alpha_BxHxIxCxL, w) * causal_1x1x1xCxC
+  y = jnp.einsum("bhicl,bhilk->bhick", alpha_BxHxIxCxL, mem_v_BxHxIxLxK)
+  y = (y + jnp.einsum("bhics,bhisk->bhick", aw_BxHxIxCxC, v)) / t_1x1xIxCx1
+  y_BxHxNxK = y.reshape(b, h, num_chunks * c, kd)[:, :, :n]
+  return (y_BxHxNxK, mem_k_BxHxKxL + total_k.reshape(b, h, kd, l),
+          mem_v_BxHxLxK + total_v.reshape(b, h, l, kd))
 
 
 class LunaCausalAttention(nn.Module):
@@ -128,7 +182,8 @@ class LunaCausalAttention(nn.Module):
       (independent masks). With deterministic=False and mutable=['intermediates'] the
       masks are returned as booleans 'w_keep' and 'alpha_keep' (B, H, N, L), True = kept.
     init_style: "xavier" (reference) or "bert".
-    chunk_size: positions per scan step; any value gives the same result.
+    chunk_size: positions per chunk; None (the default) follows the length of each call
+      (`chunk_size_for`). Any value gives the same result.
     decode: use and update the 'cache' collection (running memories and the step count).
       Initialise the cache with `init(..., x_full)` in decode mode, then feed any number of
       tokens per call with `apply(..., mutable=['cache'])`.
@@ -140,7 +195,7 @@ class LunaCausalAttention(nn.Module):
   tied_kv: bool = False
   attention_dropout: float = 0.0
   init_style: str = "xavier"
-  chunk_size: int = 64
+  chunk_size: Optional[int] = None
   decode: bool = False
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
@@ -183,8 +238,11 @@ class LunaCausalAttention(nn.Module):
           param_dtype=self.param_dtype, name=name,
       )
 
+    def project(name, a_BxNxD):  # on the (rows, D) view, as LunaAttention
+      return common.dense_rows(proj(name), a_BxNxD)
+
     def heads(a_BxNxD):  # (B, N, D) -> (B, H, N, K) in the accumulation dtype
-      return jnp.swapaxes(common.split_heads(a_BxNxD, h), 1, 2).astype(acc)
+      return common.heads_first(a_BxNxD, h).astype(acc)
 
     rate = self.attention_dropout
 
@@ -195,19 +253,20 @@ class LunaCausalAttention(nn.Module):
       self.sow("intermediates", name, keep)
       return keep
 
-    q_p = heads(proj("p_query")(p_BxLxD.astype(self.dtype)) * dh**-0.5)
-    k_pack = heads(proj("p_context")(x))
+    q_p = heads(project("p_query", p_BxLxD.astype(self.dtype)) * dh**-0.5)
+    k_pack = heads(project("p_context", x))
     w_BxHxNxL = omega(jnp.einsum("bhnk,bhlk->bhnl", k_pack, q_p))
     w_BxHxNxL = apply_keep(w_BxHxNxL, keep_mask("w_keep"), rate)  # before normalisation
     alpha_keep_BxHxNxL = keep_mask("alpha_keep")  # applied after the softmax, in the scan
     if mask_BxN is not None:
       w_BxHxNxL = w_BxHxNxL * mask_BxN[:, None, :, None].astype(acc)
-    q = heads(proj("query")(x) * dh**-0.5)
+    q = heads(project("query", x) * dh**-0.5)
     if self.tied_kv:
-      k = v = heads(proj("context")(x))
+      k = v = heads(project("context", x))
     else:
-      k, v = heads(proj("key")(x)), heads(proj("value")(x))
+      k, v = heads(project("key", x)), heads(project("value", x))
 
+    chunk = chunk_size_for(n, l, dh) if self.chunk_size is None else self.chunk_size
     zeros_k = jnp.zeros((b, h, dh, l), acc)
     zeros_v = jnp.zeros((b, h, l, dh), acc)
     if self.decode:
@@ -216,16 +275,16 @@ class LunaCausalAttention(nn.Module):
       mem_v = self.variable("cache", "mem_v", lambda: zeros_v)
       index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     if self.decode and initialized:
-      y, new_k, new_v = causal_luna_scan(
+      y, new_k, new_v = causal_luna_chunked(
           q, k, v, w_BxHxNxL, mem_k.value, mem_v.value, index.value, p_mask_BxL,
-          self.chunk_size, alpha_keep_BxHxNxL, rate,
+          chunk, alpha_keep_BxHxNxL, rate,
       )
       mem_k.value, mem_v.value = new_k, new_v
       index.value = index.value + n
     else:
-      y, _, _ = causal_luna_scan(
+      y, _, _ = causal_luna_chunked(
           q, k, v, w_BxHxNxL, zeros_k, zeros_v, jnp.zeros((), jnp.int32), p_mask_BxL,
-          self.chunk_size, alpha_keep_BxHxNxL, rate,
+          chunk, alpha_keep_BxHxNxL, rate,
       )
-    y_BxNxD = common.merge_heads(jnp.swapaxes(y, 1, 2).astype(self.dtype))
-    return proj("out", role="out_proj")(y_BxNxD), p_BxLxD
+    y_BxNxD = common.heads_last(y.astype(self.dtype))
+    return common.dense_rows(proj("out", role="out_proj"), y_BxNxD), p_BxLxD
