@@ -53,6 +53,37 @@ def attention_heads(q, k, v, heads, allowed=None):
   return out
 
 
+def softmax_attention(q, k, v, mask=None, causal=False, keep=None, rate=0.0):
+  """Dropout(softmax(q k^T / sqrt(d_h))) v per example and head, heads split:
+  q (B, N, H, K), k, v (B, M, H, K); mask (B, M) True at keys that may be attended;
+  keep (B, H, N, M) the dropout keep mask (kept weights scaled by 1 / (1 - rate)).
+
+  A row with no allowed key averages v over all M keys, the library's convention (its
+  masked logits are a large finite negative, not -inf).
+  """
+  bsz, n, heads, dh = q.shape
+  m = k.shape[1]
+  out = np.zeros((bsz, n, heads, v.shape[-1]))
+  for b in range(bsz):
+    allowed = np.ones((n, m), bool)
+    if mask is not None:
+      allowed &= np.asarray(mask[b], bool)[None, :]
+    if causal:
+      allowed &= np.tril(np.ones((n, m), bool))
+    for h in range(heads):
+      logits = np.asarray(q[b, :, h], np.float64) @ np.asarray(k[b, :, h], np.float64).T
+      a = np.zeros((n, m))
+      for t in range(n):
+        if allowed[t].any():
+          a[t] = softmax(logits[t] / math.sqrt(dh), allowed[t])
+        else:
+          a[t] = 1.0 / m
+      if keep is not None:
+        a = a * np.asarray(keep[b, h]) / (1.0 - rate)
+      out[b, :, h] = a @ np.asarray(v[b, :, h], np.float64)
+  return out
+
+
 def luna_attention(params, x, p, c, c_mask, p_mask, heads, pack_heads, tied):
   """Bidirectional Luna: returns (Y_X (B, N, D), Y_P (B, L, D))."""
   ys, yps = [], []

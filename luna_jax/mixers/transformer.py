@@ -1,11 +1,27 @@
 """The softmax Transformer baseline (Vaswani et al. 2017): multi-head attention (Eq. 1),
 its encoder layer, settings and check.
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_h)) V
+    Attention(Q, K, V) = Dropout(softmax(Q K^T / sqrt(d_h) + mask)) V
 
-Built on `jax.nn.dot_product_attention`, so GPUs and TPUs get their fused kernels; when
-attention dropout is active the probabilities are needed explicitly and an einsum path
-with the same semantics is used instead.
+per head, the mask holding key padding and, when causal, the future. The strongest exact
+softmax on each platform runs it (`attention_path` says which, for the benchmarks'
+records):
+
+  cudnn     cuDNN's fused flash attention through jax.nn.dot_product_attention: a CUDA
+            GPU, float16/bfloat16, head width a multiple of 8 up to 128, no active dropout
+            (that kernel takes none). Key padding goes in as key_value_seq_lengths, so a
+            mask that is not a prefix of real tokens (or an all-padding example) switches
+            that call to `chunked` at run time.
+  chunked   `luna_jax.chunked_attention`: blocked online softmax, O(n) memory forward and
+            backward, attention dropout drawn per block; everywhere else (CPU, TPU, float32
+            on GPU) and whenever attention dropout is active.
+  xla       jax.nn.dot_product_attention(implementation="xla"): the (N, M) scores in
+            memory; only when asked for (the naive reference of the benchmarks).
+  explicit  einsum, masked softmax, nn.Dropout on the (N, M) probabilities; asked for, or
+            "xla" with active dropout.
+
+A fully masked row (no allowed key) averages V uniformly over all M keys on every path,
+as `common.masked_softmax` does (cudnn never sees one: such masks take `chunked`).
 """
 
 from __future__ import annotations
@@ -18,21 +34,74 @@ import jax
 import jax.numpy as jnp
 
 from luna_jax import common, registry
+from luna_jax.chunked_attention import chunked_attention
 from luna_jax.layers import LayerBase
 
 Array = common.Array
 
 
+IMPLEMENTATIONS = (None, "cudnn", "xla", "chunked", "explicit")
+PATHS = ("cudnn", "xla", "chunked", "explicit")
+_CUDNN_DTYPES = (jnp.float16, jnp.bfloat16)
+
+
+def attention_path(
+    platform: Optional[str],
+    dropout_active: bool,
+    *,
+    implementation: Optional[str] = None,
+    dtype: common.DType = jnp.float32,
+    head_dim: Optional[int] = None,
+) -> str:
+  """The path ("cudnn" | "xla" | "chunked" | "explicit") a MultiHeadAttention call takes.
+
+  Args:
+    platform: where it runs, as `current_platform` names it ("cpu", "gpu", "tpu",
+      "rocm"); "gpu" is a CUDA GPU (Ampere or later for cuDNN's flash attention). None:
+      current_platform().
+    dropout_active: attention_dropout > 0 and not deterministic (a training step).
+    implementation: the module's setting. None (auto): cudnn where it runs (see the
+      module docstring) without dropout, else chunked. "cudnn" and "xla" force those
+      kernels; neither takes dropout, so with active dropout "cudnn" gives chunked and
+      "xla" the equally materialised explicit path. "chunked" and "explicit" always.
+    dtype: the module's computation dtype; head_dim: d / heads (None: not checked).
+
+  "cudnn" runs cuDNN only for key masks that are a prefix of real tokens, as LRA's are;
+  others run the chunked path inside that call (exact either way).
+  """
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f"implementation={implementation!r} is not one of {IMPLEMENTATIONS}.")
+  if implementation in ("chunked", "explicit"):
+    return implementation
+  if dropout_active:
+    return "explicit" if implementation == "xla" else "chunked"
+  if implementation is not None:
+    return implementation
+  platform = current_platform() if platform is None else platform
+  cudnn_runs = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in _CUDNN_DTYPES
+                and (head_dim is None or (head_dim % 8 == 0 and head_dim <= 128)))
+  return "cudnn" if cudnn_runs else "chunked"
+
+
+def current_platform() -> str:
+  """jax.default_backend(), with a ROCm GPU told apart as "rocm" (it has no cuDNN)."""
+  backend = jax.default_backend()
+  if backend == "gpu" and "rocm" in str(jax.devices()[0].client.platform_version).lower():
+    return "rocm"
+  return backend
+
+
 class MultiHeadAttention(nn.Module):
-  """Softmax multi-head self- or cross-attention, O(n m) in time and memory.
+  """Softmax multi-head self- or cross-attention: O(n m) time; memory O(n m) on the xla
+  and explicit paths, O(n + m) on the others.
 
   Attributes:
     num_heads: attention heads; must divide the width.
     causal: position t attends only to positions <= t (self-attention).
     attention_dropout: dropout on the attention probabilities (training only).
     init_style: "xavier" (fairseq's MultiheadAttention init) or "bert".
-    implementation: passed to jax.nn.dot_product_attention (None lets JAX choose;
-      "xla" or "cudnn", the cuDNN kernel on GPUs).
+    implementation: None (auto), "cudnn", "xla", "chunked" or "explicit"; see
+      `attention_path`, which says which one a call runs.
   """
 
   num_heads: int
@@ -69,25 +138,60 @@ class MultiHeadAttention(nn.Module):
     q_BxNxHxK = common.split_heads(proj("query")(x_BxNxD), h)
     k_BxMxHxK = common.split_heads(proj("key")(c_BxMxD), h)
     v_BxMxHxK = common.split_heads(proj("value")(c_BxMxD), h)
-    n, m = q_BxNxHxK.shape[1], k_BxMxHxK.shape[1]
     use_dropout = self.attention_dropout > 0 and not deterministic
-    if use_dropout:
-      mask_BxNxM = None
-      if context_mask_BxM is not None or self.causal:
-        mask_BxNxM = jnp.ones((x_BxNxD.shape[0], n, m), bool)
-        if context_mask_BxM is not None:
-          mask_BxNxM &= context_mask_BxM[:, None, :]
-        if self.causal:
-          mask_BxNxM &= jnp.tril(jnp.ones((n, m), bool))[None]
-      out_BxNxHxK = _attend_with_query_mask(
-          q_BxNxHxK * dh**-0.5, k_BxMxHxK, v_BxMxHxK, mask_BxNxM,
-          nn.Dropout(self.attention_dropout), deterministic)
-    else:
+    path = attention_path(None, use_dropout, implementation=self.implementation,
+                          dtype=self.dtype, head_dim=dh)
+    if path == "chunked":
+      out_BxNxHxK = chunked_attention(
+          q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, context_mask_BxM, causal=self.causal,
+          dropout_rate=self.attention_dropout if use_dropout else 0.0,
+          dropout_key=self.make_rng("dropout") if use_dropout else None)
+    elif path == "cudnn":
+      out_BxNxHxK = _cudnn_attention(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, context_mask_BxM,
+                                     self.causal)
+    elif path == "xla":
       mask = None if context_mask_BxM is None else context_mask_BxM[:, None, None, :]
       out_BxNxHxK = jax.nn.dot_product_attention(
           q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask=mask, is_causal=self.causal,
-          implementation=self.implementation)
+          implementation="xla")
+    else:
+      out_BxNxHxK = _attend_with_query_mask(
+          q_BxNxHxK * dh**-0.5, k_BxMxHxK, v_BxMxHxK,
+          _query_mask(context_mask_BxM, self.causal, q_BxNxHxK.shape[:2], k_BxMxHxK.shape[1]),
+          nn.Dropout(self.attention_dropout), not use_dropout)
     return proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
+
+
+def _cudnn_attention(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxM, causal):
+  """cuDNN's kernel, padding given as key lengths; masks that are not a prefix of real
+  tokens (or empty) run the chunked path instead, so the result is exact either way."""
+  def fused(lengths_B):
+    return jax.nn.dot_product_attention(
+        q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, is_causal=causal, key_value_seq_lengths=lengths_B,
+        implementation="cudnn")
+
+  if mask_BxM is None:
+    return fused(None)
+  mask_BxM = jnp.broadcast_to(mask_BxM, (q_BxNxHxK.shape[0], k_BxMxHxK.shape[1]))
+  lengths_B = jnp.sum(mask_BxM, axis=-1, dtype=jnp.int32)
+  prefix_BxM = jnp.arange(mask_BxM.shape[-1])[None, :] < lengths_B[:, None]
+  is_prefix = jnp.all(mask_BxM == prefix_BxM) & jnp.all(lengths_B > 0)
+  return jax.lax.cond(
+      is_prefix, fused,
+      lambda _: chunked_attention(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxM, causal=causal),
+      lengths_B)
+
+
+def _query_mask(mask_BxM, causal, batch_and_n, m):
+  """The explicit path's (B, N, M) mask, or None when nothing is masked."""
+  if mask_BxM is None and not causal:
+    return None
+  mask_BxNxM = jnp.ones((*batch_and_n, m), bool)
+  if mask_BxM is not None:
+    mask_BxNxM &= mask_BxM[:, None, :]
+  if causal:
+    mask_BxNxM &= jnp.tril(jnp.ones((batch_and_n[1], m), bool))[None]
+  return mask_BxNxM
 
 
 def _attend_with_query_mask(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxNxM, dropout,
@@ -99,15 +203,12 @@ def _attend_with_query_mask(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxNxM, dropout
   return jnp.einsum("bhnm,bmhk->bnhk", probs.astype(v_BxMxHxK.dtype), v_BxMxHxK)
 
 
-IMPLEMENTATIONS = (None, "xla", "cudnn")
-
-
 @dataclasses.dataclass(frozen=True)
 class TransformerSettings:
   """The softmax baseline's own settings (the config's `model.transformer` block)."""
 
-  implementation: Optional[str] = None  # jax.nn.dot_product_attention's: xla | cudnn;
-                                        # unset: JAX chooses
+  implementation: Optional[str] = None  # cudnn | xla | chunked | explicit; unset: auto
+                                        # (see transformer.attention_path)
 
 
 class TransformerEncoderLayer(LayerBase):
