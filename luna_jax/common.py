@@ -99,17 +99,7 @@ def dense(
         "linear" (feed-forward and heads: torch.nn.Linear defaults).
   init_style="bert" replaces all of these by N(0, 0.02) weights and zero biases.
   """
-  check_init_style(init_style)
-  if init_style == "bert":
-    kernel_init, bias_init = bert_normal, nn.initializers.zeros
-  elif role == "in_proj":
-    kernel_init, bias_init = xavier_uniform(1 / math.sqrt(2)), torch_default_bias(fan_in)
-  elif role in ("out_proj", "xavier"):
-    kernel_init, bias_init = xavier_uniform(1.0), nn.initializers.zeros
-  elif role == "linear":
-    kernel_init, bias_init = torch_default_kernel, torch_default_bias(fan_in)
-  else:
-    raise ValueError(f"unknown role {role!r}")
+  kernel_init, bias_init = _inits(role, init_style, fan_in)
   return nn.Dense(
       features,
       use_bias=use_bias,
@@ -119,6 +109,39 @@ def dense(
       param_dtype=param_dtype,
       name=name,
   )
+
+
+def _inits(role: str, init_style: str, fan_in: int):
+  check_init_style(init_style)
+  if init_style == "bert":
+    return bert_normal, nn.initializers.zeros
+  if role == "in_proj":
+    return xavier_uniform(1 / math.sqrt(2)), torch_default_bias(fan_in)
+  if role in ("out_proj", "xavier"):
+    return xavier_uniform(1.0), nn.initializers.zeros
+  if role == "linear":
+    return torch_default_kernel, torch_default_bias(fan_in)
+  raise ValueError(f"unknown role {role!r}")
+
+
+class DenseWeights(nn.Module):
+  """The kernel (D_in, D_out) and bias (D_out,) of a `dense` layer, not applied: for
+  products that use a projection's weights in another order (Luna's attend-first pack).
+  Same parameter names, shapes and initialisation as `dense`, so either form loads the
+  other's checkpoints."""
+
+  features: int
+  fan_in: int
+  role: str
+  init_style: str
+  param_dtype: DType = jnp.float32
+
+  @nn.compact
+  def __call__(self) -> tuple[Array, Array]:
+    kernel_init, bias_init = _inits(self.role, self.init_style, self.fan_in)
+    kernel = self.param("kernel", kernel_init, (self.fan_in, self.features), self.param_dtype)
+    bias = self.param("bias", bias_init, (self.features,), self.param_dtype)
+    return kernel, bias
 
 
 def split_heads(x_BxNxD: Array, num_heads: int) -> Array:

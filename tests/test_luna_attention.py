@@ -26,15 +26,17 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("order", ["project_first", "attend_first"])
 @pytest.mark.parametrize("b,n,m,l,d,h,hp,tied", CASES)
-def test_matches_numpy_reference(b, n, m, l, d, h, hp, tied):
+def test_matches_numpy_reference(b, n, m, l, d, h, hp, tied, order):
   rng = np.random.default_rng(n * 100 + l)
   x = rng.normal(size=(b, n, d))
   p = rng.normal(size=(b, l, d))
   c = None if m is None else rng.normal(size=(b, m, d))
   c_mask = random_mask(rng, b, m or n)
   p_mask = random_mask(rng, b, l)
-  module = luna_jax.LunaAttention(num_heads=h, pack_heads=hp, tied_kv=tied, **F64)
+  module = luna_jax.LunaAttention(num_heads=h, pack_heads=hp, tied_kv=tied, pack_order=order,
+                                  **F64)
   params = _init(module, x, p, c)
   y, y_p = module.apply({"params": params}, x, p, c, context_mask_BxM=c_mask, p_mask_BxL=p_mask)
   assert y.dtype == jnp.float64
@@ -165,3 +167,42 @@ def test_heads_that_do_not_divide_the_width_fail_clearly():
     _init(luna_jax.LunaAttention(num_heads=4), x, x)
   with pytest.raises(ValueError, match="pack_heads=3"):
     _init(luna_jax.LunaAttention(num_heads=2, pack_heads=3), x, x)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_pack_orders_share_parameters_and_dropout(tied):
+  """Both pack orders make the same parameters from a key and, in training, draw the same
+  dropout masks: a checkpoint and a seed give one result whichever order runs."""
+  rng = np.random.default_rng(11)
+  x, p = rng.normal(size=(2, 13, 16)), rng.normal(size=(2, 3, 16))
+  mask = random_mask(rng, 2, 13)
+  outs, trees = [], []
+  for order in ("project_first", "attend_first"):
+    module = luna_jax.LunaAttention(num_heads=4, tied_kv=tied, attention_dropout=0.3,
+                                    pack_order=order, **F64)
+    params = _init(module, x, p)
+    trees.append(params)
+    outs.append(module.apply({"params": params}, x, p, context_mask_BxM=mask,
+                             deterministic=False, rngs={"dropout": jax.random.key(5)}))
+  chex.assert_trees_all_equal(*trees)
+  for a, b in zip(*outs, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_pack_order_takes_the_cheaper_products():
+  """attend-first at a short P and wide model (fewer FLOPs), project-first at a long P;
+  checked through the parameters each path reads (same tree) and the compiled FLOPs."""
+  x = jnp.zeros((1, 64, 32))
+
+  def flops(module, l):
+    p = jnp.zeros((1, l, 32))
+    params = _init(module, x, p)
+    fn = jax.jit(lambda prm: module.apply({"params": prm}, x, p)[0])
+    return fn.lower(params).compile().cost_analysis()["flops"]
+
+  for l in (2, 40):
+    auto, pf, af = (flops(luna_jax.LunaAttention(num_heads=2, pack_order=o), l)
+                    for o in ("auto", "project_first", "attend_first"))
+    assert auto == min(pf, af), (l, auto, pf, af)
+  with pytest.raises(ValueError, match="pack_order='fast' is not one of"):
+    _init(luna_jax.LunaAttention(num_heads=2, pack_order="fast"), x, x[:, :2])
