@@ -8,7 +8,9 @@ Each record times forward + backward (gradients of the parameters and the inputs
 `luna_jax.Encoder` layer (the mixer plus its feed-forward block) at the same width, heads
 and batch for every mechanism, and reports XLA's compiled temporary memory, the achieved
 GFLOP/s (XLA's FLOP count / time) and that rate over a matrix product measured in the
-same run. A configuration whose compiled memory exceeds what the machine has free is
+same run. The softmax Transformer runs through the attention path the library picks on
+the platform (cuDNN's fused kernel on CUDA GPUs, else the chunked online softmax), named
+in each of its records. A configuration whose compiled memory exceeds what the machine has free is
 reported as out of memory rather than run (or skipped silently).
 """
 
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 
 import luna_jax
 from benchmarks import common
+from luna_jax.mixers.transformer import attention_path
 
 LINEAR_EXTRA = (32768,)
 
@@ -62,6 +65,10 @@ def measure(name, kwargs, seq_len, args, dtype, matmul_rate) -> dict:
   variables = jax.jit(encoder.init)(jax.random.key(0), x)
   record = {"mixer": name, "seq_len": seq_len, "batch": args.batch, "width": args.width,
             "heads": args.heads, "dtype": args.dtype}
+  if kwargs["mixer"] == "transformer":
+    record["attention_path"] = attention_path(
+        jax.devices()[0].platform, dropout_active=False, dtype=dtype,
+        head_dim=args.width // args.heads)
   compiled, temp, flops = common.compile_step(fwd_bwd(encoder), variables, x)
   record.update(temp_bytes=temp, flops=flops)
   free = common.available_bytes()
@@ -82,7 +89,9 @@ def markdown(records, device, matmul_rate) -> str:
   lengths = sorted({r["seq_len"] for r in records})
   by = {(r["mixer"], r["seq_len"]): r for r in records}
   base = {n: by.get(("transformer", n)) for n in lengths}
-  lines = [f"Device: {device}; matrix product: {matmul_rate:.1f} GFLOP/s.", "",
+  paths = sorted({r["attention_path"] for r in records if r.get("attention_path")})
+  lines = [f"Device: {device}; matrix product: {matmul_rate:.1f} GFLOP/s; softmax "
+           f"attention path: {', '.join(paths) or 'not run'}.", "",
            "Forward + backward of one layer, ms (speed-up over the softmax Transformer; "
            "compiled temporary memory in MiB; fraction of the matmul rate):", "",
            "| mechanism | " + " | ".join(str(n) for n in lengths) + " |",

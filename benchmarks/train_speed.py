@@ -6,7 +6,9 @@ The experiment of the LRA and Luna papers' speed tables: the configs/lra_text.py
 (4 layers, width 256, 4 heads, FFN 1024) trained by the same compiled step as train.py,
 on random tokens, at 1K, 2K, 3K and 4K tokens. Reports steps per second (median of timed
 steps after compilation and a warm-up), XLA's compiled temporary memory of the step, and
-both relative to the softmax Transformer. The papers used batch 32 on a TPU v3; on a CPU
+both relative to the softmax Transformer, whose attention (with the config's attention
+dropout) runs through the path the library picks on the platform, named in its records,
+and the machine's matrix-product rate measured in the same run. The papers used batch 32 on a TPU v3; on a CPU
 the default batch is 2.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from benchmarks import common
 from configs import lra_text
+from luna_jax.mixers.transformer import attention_path
 from luna_jax.training import build_model
 from luna_jax.training.optim import make_optimizer
 from luna_jax.training.steps import create_state, make_train_step
@@ -49,7 +52,13 @@ def step_time(overrides: dict, seq_len: int, batch: int, repeats: int, dtype: st
   step = make_train_step(model, tx)
   compiled, temp, flops = common.compile_step(step, state, batch_arrays)
   ms = common.median_ms(compiled, state, batch_arrays, repeats=repeats)
-  return 1e3 / ms, temp, flops
+  path = None
+  if config.model.name == "transformer":
+    path = attention_path(jax.devices()[0].platform,
+                          dropout_active=config.model.attention_dropout > 0,
+                          dtype=jnp.dtype(dtype),
+                          head_dim=config.model.d_model // config.model.num_heads)
+  return 1e3 / ms, temp, flops, path
 
 
 def main(argv=None) -> int:
@@ -67,20 +76,26 @@ def main(argv=None) -> int:
   if args.quick:
     args.lengths, args.repeats, args.batch = [256, 512], 1, 2
     mechanisms = {k: MECHANISMS[k] for k in ("transformer", "luna-16")}
-  print(common.describe_device(), flush=True)
+  matmul_rate = common.matmul_gflops(512 if args.quick else 2048,
+                                     dtype=jnp.dtype(args.dtype))
+  print(f"{common.describe_device()}; matmul {matmul_rate:.1f} GFLOP/s", flush=True)
   records = []
   for seq_len in args.lengths:
     for name, overrides in mechanisms.items():
-      steps_per_s, temp, flops = step_time(overrides, seq_len, args.batch, args.repeats,
+      steps_per_s, temp, flops, path = step_time(overrides, seq_len, args.batch, args.repeats,
                                            args.dtype, args.quick)
       records.append({"mechanism": name, "seq_len": seq_len, "batch": args.batch,
                       "steps_per_s": steps_per_s, "temp_bytes": temp, "flops": flops,
-                      "dtype": args.dtype})
+                      "dtype": args.dtype, "attention_path": path,
+                      "matmul_gflops": matmul_rate})
       print(f"{name:12s} {seq_len:6d}  {steps_per_s:8.3f} steps/s  temp "
             f"{temp / 2**20:9.1f} MiB", flush=True)
   base = {r["seq_len"]: r for r in records if r["mechanism"] == "transformer"}
-  lines = [f"Device: {common.describe_device()}; Text model (configs/lra_text.py"
-           f"{':cpu' if args.quick else ''}), batch {args.batch}, {args.dtype}.", "",
+  paths = sorted({r["attention_path"] for r in records if r["attention_path"]})
+  lines = [f"Device: {common.describe_device()}; matrix product {matmul_rate:.1f} GFLOP/s; "
+           f"Text model (configs/lra_text.py{':cpu' if args.quick else ''}), batch "
+           f"{args.batch}, {args.dtype}; softmax attention path in training: "
+           f"{', '.join(paths)}.", "",
            "| mechanism | " + " | ".join(f"{n} tokens" for n in args.lengths) + " |",
            "|---|" + "---|" * len(args.lengths)]
   for name in mechanisms:

@@ -27,6 +27,8 @@ def test_mixers_quick_writes_json_table_and_plot(tmp_path):
   for r in records:
     assert {"mixer", "seq_len", "fwd_bwd_ms", "temp_bytes"} <= set(r)
     assert r["temp_bytes"] > 0 and (r["fwd_bwd_ms"] is None or r["fwd_bwd_ms"] > 0)
+  assert all(r["attention_path"] in ("chunked", "cudnn", "xla", "explicit")
+             for r in records if r["mixer"] == "transformer")
   assert "| luna-16 |" in json_path.with_suffix(".md").read_text()
   assert json_path.with_suffix(".png").stat().st_size > 1000
 
@@ -39,3 +41,19 @@ def test_train_speed_quick_compares_with_the_softmax_baseline(tmp_path):
   assert {(r["mechanism"], r["seq_len"]) for r in records} >= {("transformer", 256),
                                                               ("luna-16", 512)}
   assert all(r["steps_per_s"] > 0 and r["temp_bytes"] > 0 for r in records)
+  assert {r["attention_path"] for r in records if r["mechanism"] == "transformer"} <= {
+      "chunked", "cudnn", "xla", "explicit"}
+
+
+def test_luna_rate_quick_reports_rates_paths_and_memory(tmp_path):
+  run = _run("luna_rate.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("luna_rate_*_quick.json")
+  saved = json.loads(json_path.read_text())
+  for r in saved["records"]:
+    assert r["softmax_path"] in ("chunked", "cudnn", "xla", "explicit")
+    for key in ("attention", "layer"):
+      assert r[key]["fraction_of_projection_rate"] > 0 and r[key]["executed_fraction"] > 0
+    assert r["causal"]["ratio_to_attention"] > 0 and r["luna_speedup_over_softmax"] > 0
+  assert 0 < saved["memory"]["ratio_explicit"] and 0 < saved["memory"]["ratio_picked"]
+  assert "| 512 |" in json_path.with_suffix(".md").read_text()
