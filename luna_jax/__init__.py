@@ -15,7 +15,7 @@ Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) ar
     L  projected length: the rows of Luna's P (l) or of Linformer's E K (k)
     T  kernel taps (a convolution's kernel size)
     G  Linformer projection matrices (1, or one per head)
-    C  positions per chunk of the causal Luna scan
+    I  chunks of the causal Luna scan   C  positions per chunk (c)
 
 Masks are boolean and True at real tokens (or at usable P rows).
 """
