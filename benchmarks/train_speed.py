@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks import common
 from configs import lra_text
 from luna_jax.mixers.transformer import attention_path
-from luna_jax.training import build_model
+from luna_jax.training import build_model, objectives
 from luna_jax.training.optim import make_optimizer
 from luna_jax.training.steps import create_state, make_train_step
 
@@ -49,7 +49,7 @@ def step_time(overrides: dict, seq_len: int, batch: int, repeats: int, dtype: st
   batch_arrays = {"inputs": jnp.asarray(rng.integers(1, 257, (batch, seq_len)), jnp.int32),
                   "label": jnp.asarray(rng.integers(0, 2, batch), jnp.int32),
                   "weight": jnp.ones((batch,), jnp.float32)}
-  step = make_train_step(model, tx)
+  step = make_train_step(model, tx, objectives.Classification(2))
   compiled, temp, flops = common.compile_step(step, state, batch_arrays)
   ms = common.median_ms(compiled, state, batch_arrays, repeats=repeats)
   path = None

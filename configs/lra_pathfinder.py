@@ -50,4 +50,13 @@ def cpu(c):
   c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
 
 
-VARIANTS = {"cpu": cpu}
+def cpu_spt(c):
+  """The cpu variant self-pre-trained (Amos et al. 2024): 400 masked-language-model steps
+  on its own training images (labels unused), then the cpu variant's 400 steps from them."""
+  cpu(c)
+  c.pretrain.objective = "mlm"
+  c.pretrain.num_train_steps = 400
+  c.pretrain.eval_every = 100
+
+
+VARIANTS = {"cpu": cpu, "cpu_spt": cpu_spt}

@@ -4,7 +4,8 @@ JAX/Flax, with a softmax Transformer baseline, for the Long Range Arena.
 Layout: `luna_jax.mixers` holds one module per mixer (its attention, encoder layer,
 settings, check and `register_mixer` line); `layers` is the base every mixer's layer
 builds on; `registry` maps names to mixers; `encoder` stacks any of them; `model` is the
-LRA classifier around the encoder.
+LRA classifier around the encoder and `lm` the masked or causal language model that
+pre-trains it.
 
 Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) array):
 
@@ -32,6 +33,7 @@ from luna_jax.mixers.luna import LunaEncoderLayer
 from luna_jax.mixers.luna_attention import LunaAttention
 from luna_jax.mixers.luna_causal import LunaCausalAttention, omega
 from luna_jax.mixers.transformer import MultiHeadAttention, TransformerEncoderLayer
+from luna_jax.lm import LanguageModel
 from luna_jax.model import LraClassifier
 from luna_jax.registry import (MixerSpec, RunShape, get_mixer, mixer_names, register_mixer,
                                unregister_mixer)
@@ -50,6 +52,7 @@ __all__ = [
     "LinformerAttention",
     "LinformerEncoderLayer",
     "LinformerProjection",
+    "LanguageModel",
     "LraClassifier",
     "LunaAttention",
     "LunaCausalAttention",

@@ -70,6 +70,7 @@ class Encoder(nn.Module):
       x_BxNxD: Array,
       *,
       mask_BxN: Optional[Array] = None,
+      segment_ids_BxN: Optional[Array] = None,
       deterministic: bool = True,
   ) -> tuple[Array, Optional[Array]]:
     """Encodes embedded inputs.
@@ -77,6 +78,9 @@ class Encoder(nn.Module):
     Args:
       x_BxNxD: embedded tokens (embedding, positions and their LayerNorm done already).
       mask_BxN: True at real tokens, False at padding; None means no padding.
+      segment_ids_BxN: int, the document of each position in rows that pack several
+        (positions mix only within their segment); mixers whose spec has
+        `no_segments_because` raise. None: one document per row.
       deterministic: disables dropout when True; otherwise needs a 'dropout' rng.
 
     Returns:
@@ -85,6 +89,12 @@ class Encoder(nn.Module):
     """
     spec = registry.get_mixer(self.mixer)
     self._check(spec)
+    segments = {}
+    if segment_ids_BxN is not None:
+      if spec.no_segments_because:
+        raise ValueError(f"mixer {self.mixer!r} cannot keep packed documents apart: "
+                         f"{spec.no_segments_because} Give it one document per row.")
+      segments = {"segment_ids_BxN": segment_ids_BxN}
     b, n, d = x_BxNxD.shape
     run = registry.RunShape(max_len=None, num_layers=self.num_layers, d_model=d,
                             num_heads=self.num_heads, causal=self.causal)
@@ -109,7 +119,7 @@ class Encoder(nn.Module):
           **spec.fields_for_layer(settings, i), **shared,
       )
       x, p = layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,
-                   deterministic=deterministic)
+                   deterministic=deterministic, **segments)
     if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
       if spec.final_p is not None and p is not None:

@@ -60,6 +60,10 @@ class MixerSpec:
       None leaves P as the last layer returned it.
     not_causal_because / no_decode_because: non-empty for mixers with no causal form or no
       step-by-step decoding; causal=True or decode=True then raises with the reason.
+    no_segments_because: non-empty for mixers whose layers cannot keep several documents
+      of a row apart (Luna's pack and Linformer's projection mix the whole row); empty
+      means the layer takes `segment_ids_BxN` (packed rows: positions attend only within
+      their own segment).
   """
 
   layer: type
@@ -73,6 +77,7 @@ class MixerSpec:
   final_p: Optional[Callable[[Any, Any, Any], Any]] = None
   not_causal_because: str = ""
   no_decode_because: str = ""
+  no_segments_because: str = "its layer does not take segment ids."
 
   def __post_init__(self):
     if not issubclass(self.layer, layers.LayerBase):

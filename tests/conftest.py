@@ -2,6 +2,15 @@
 promotion turned into an error so that broadcasting bugs cannot hide."""
 
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """Every task's fixture files, prepared once per test process."""
+  from tests.training_fixtures import prepare_fixture_data
+
+  return prepare_fixture_data(tmp_path_factory.mktemp("lra"))

@@ -24,7 +24,7 @@ from ml_collections import config_flags
 import luna_jax
 from luna_jax.training import base_config, build_model, train_and_evaluate, validate
 from luna_jax.training.config import mixer_settings
-from tests.training_fixtures import prepare_fixture_data, tiny_config
+from tests.training_fixtures import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,9 +81,6 @@ def gated_mean():
   luna_jax.unregister_mixer("gated_mean")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return prepare_fixture_data(tmp_path_factory.mktemp("lra"))
 
 
 def _param_shapes(config) -> dict:

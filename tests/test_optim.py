@@ -7,6 +7,7 @@ import numpy as np
 import optax
 
 from luna_jax.training.optim import learning_rate_schedule
+from luna_jax.training.objectives import Classification
 from luna_jax.training.steps import TrainState, make_train_step
 
 
@@ -46,8 +47,8 @@ def test_gradient_accumulation_equals_one_big_batch():
   tx = optax.sgd(0.1)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                      rng=jax.random.PRNGKey(0))
-  one, m1 = make_train_step(_Linear(), tx, 1)(state, batch)
-  four, m4 = make_train_step(_Linear(), tx, 4)(state, batch)
+  one, m1 = make_train_step(_Linear(), tx, Classification(2), 1)(state, batch)
+  four, m4 = make_train_step(_Linear(), tx, Classification(2), 4)(state, batch)
   np.testing.assert_allclose(four.params["w"], one.params["w"], rtol=1e-6)
   assert float(m1["count"]) == float(m4["count"]) == 7.0
   np.testing.assert_allclose(float(m4["loss_sum"]), float(m1["loss_sum"]), rtol=1e-6)

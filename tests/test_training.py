@@ -6,9 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import portpicker
 import pytest
 
@@ -16,28 +14,9 @@ from luna_jax.training import NonFiniteLossError, every, train_and_evaluate, val
 from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.evaluate import evaluate_workdir
-from tests.training_fixtures import prepare_fixture_data, tiny_config
+from tests.training_fixtures import latest_params, tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return prepare_fixture_data(tmp_path_factory.mktemp("lra"))
-
-
-def _params(workdir, step=None):
-  """The parameters of a latest-state checkpoint, read back as host arrays."""
-  latest = pathlib.Path(workdir) / "checkpoints" / "latest"
-  step = step or max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
-  path = latest / str(step) / "state"
-  checkpointer = ocp.StandardCheckpointer()
-  tree = checkpointer.metadata(path).item_metadata
-  tree = tree.tree if hasattr(tree, "tree") else tree
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # any saving topology
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-  restored = checkpointer.restore(path, target)
-  return [np.asarray(a) for a in jax.tree.leaves(restored["params"])]
 
 
 @pytest.mark.parametrize("task,mechanism", [
@@ -80,7 +59,7 @@ def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(data_dir, 
   assert Checkpointer(tmp_path / "resumed" / "checkpoints", 2).latest_step() == 4
   summary = train_and_evaluate(config, tmp_path / "resumed")
   assert summary["steps"] == 8
-  for a, b in zip(_params(tmp_path / "straight"), _params(tmp_path / "resumed"), strict=True):
+  for a, b in zip(latest_params(tmp_path / "straight"), latest_params(tmp_path / "resumed"), strict=True):
     np.testing.assert_array_equal(a, b)
 
 
@@ -123,10 +102,10 @@ def test_eight_devices_and_two_processes_match_one_device(data_dir, tmp_path):
     records = (json.loads(line) for line in lines)
     return [r["loss"] for r in records if r["split"] == "train"]
 
-  one = _params(tmp_path / "one")
+  one = latest_params(tmp_path / "one")
   for name in ("eight", "two"):
     np.testing.assert_allclose(losses(name), losses("one"), rtol=1e-5, err_msg=name)
-    for a, b in zip(one, _params(tmp_path / name), strict=True):
+    for a, b in zip(one, latest_params(tmp_path / name), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
@@ -172,7 +151,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp
     train_and_evaluate(config, tmp_path)
   step = Checkpointer(tmp_path / "checkpoints", 2).latest_step()
   assert step is not None and step < 6
-  assert all(np.all(np.isfinite(a)) for a in _params(tmp_path, step))
+  assert all(np.all(np.isfinite(a)) for a in latest_params(tmp_path, step))
 
 
 def test_every_n_steps_and_the_last_step():

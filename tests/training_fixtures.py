@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pathlib
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
 from luna_jax import data
 from luna_jax.training import base_config
 from tests import lra_fixtures as fx
@@ -51,3 +55,17 @@ def tiny_config(task: str, data_dir, mechanism: str = "luna", steps: int = 4):
   c.checkpoint_every = 2
   c.progress_bar = False
   return c
+
+
+def latest_params(workdir, step=None):
+  """The parameters of a latest-state checkpoint, read back as host arrays."""
+  latest = pathlib.Path(workdir) / "checkpoints" / "latest"
+  step = step or max(int(p.name) for p in latest.iterdir() if p.name.isdigit())
+  path = latest / str(step) / "state"
+  checkpointer = ocp.StandardCheckpointer()
+  tree = checkpointer.metadata(path).item_metadata
+  tree = tree.tree if hasattr(tree, "tree") else tree
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])  # any saving topology
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  restored = checkpointer.restore(path, target)
+  return [np.asarray(a) for a in jax.tree.leaves(restored["params"])]

@@ -34,8 +34,22 @@ def main(argv=None) -> int:
   p.add_argument("--difficulty", default="hard", help="Pathfinder: easy, intermediate, hard")
   p.add_argument("--overwrite", action="store_true", help="rebuild a prepared dataset")
   p.add_argument("--no_progress", action="store_true", help="no progress bar")
+  c = commands.add_parser("prepare_corpus", help="tokenise a text corpus for language "
+                          "modelling into --out (task=corpus, corpus_dir=OUT)")
+  c.add_argument("input", help="a .txt file (documents separated by blank lines), a folder "
+                 "of .txt files (one document each), a .jsonl file, or tfds:NAME")
+  c.add_argument("--out", required=True, help="the corpus folder to write")
+  c.add_argument("--tokenizer", choices=("bytes", "sentencepiece"), default="bytes")
+  c.add_argument("--vocab_size", type=int, default=8000, help="SentencePiece pieces")
+  c.add_argument("--text_field", default="text", help="the document's field (.jsonl, tfds)")
+  c.add_argument("--heldout_fraction", type=float, default=0.05, help="documents held out "
+                 "for validation and again for test, when the input has no splits")
+  c.add_argument("--seed", type=int, default=0)
+  c.add_argument("--tfds_data_dir", help="tfds data directory for tfds:NAME")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
+  if args.command == "prepare_corpus":
+    return _prepare_corpus(args)
   try:
     path = prepare(args.task, args.data_dir, source=args.source, release_dir=args.release_dir,
                    manual_dir=args.manual_dir, num_examples=args.num_examples,
@@ -46,6 +60,24 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(f"{args.task}: prepared in {path}")
+  return 0
+
+
+def _prepare_corpus(args) -> int:
+  from luna_jax.data.corpus import CorpusError, prepare_corpus
+
+  try:
+    meta = prepare_corpus(args.input, args.out, tokenizer=args.tokenizer,
+                          vocab_size=args.vocab_size, text_field=args.text_field,
+                          heldout_fraction=args.heldout_fraction, seed=args.seed,
+                          tfds_data_dir=args.tfds_data_dir)
+  except (CorpusError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  sizes = ", ".join(f"{k} {v['documents']} documents / {v['tokens']} tokens"
+                    for k, v in meta["splits"].items())
+  print(f"corpus ({meta['tokenizer']}, {meta['num_tokens']} tokens in the vocabulary) "
+        f"prepared in {args.out}: {sizes}")
   return 0
 
 

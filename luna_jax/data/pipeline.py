@@ -38,16 +38,18 @@ class InputConfig:
   add_eos: bool = True
 
 
-def to_tokens(ids: np.ndarray, task: Task, cfg: InputConfig) -> np.ndarray:
-  """Truncates to fit, adds CLS/EOS, pads with 0 to cfg.max_len."""
+def to_tokens(ids: np.ndarray, task: Optional[Task], cfg: InputConfig, *,
+              cls_id: Optional[int] = None, eos_id: Optional[int] = None) -> np.ndarray:
+  """Truncates to fit, adds CLS/EOS (the task's, unless given), pads with 0 to
+  cfg.max_len."""
   room = cfg.max_len - cfg.add_cls - cfg.add_eos
   if room <= 0:
     raise ValueError(f"max_len={cfg.max_len} leaves no room for tokens after CLS/EOS.")
   parts = [np.asarray(ids[:room], np.int32)]
   if cfg.add_cls:
-    parts.insert(0, np.array([task.vocab.cls_id], np.int32))
+    parts.insert(0, np.array([task.vocab.cls_id if cls_id is None else cls_id], np.int32))
   if cfg.add_eos:
-    parts.append(np.array([task.vocab.eos_id], np.int32))
+    parts.append(np.array([task.vocab.eos_id if eos_id is None else eos_id], np.int32))
   tokens = np.concatenate(parts)
   return np.pad(tokens, (0, cfg.max_len - len(tokens)))
 
@@ -66,7 +68,7 @@ class _BatchLoader:
     indices = np.asarray(indices, np.int64)
     indices = np.pad(indices, (0, self.global_batch - len(indices)), constant_values=-1)
     rows = indices[self.start:self.start + self.local]
-    inputs, labels = [], []
+    inputs, labels, segments = [], [], []
     for index in rows:
       example = self.source[int(max(index, 0))]
       encoded = self.task.encode(example)
@@ -75,8 +77,13 @@ class _BatchLoader:
       else:
         inputs.append(to_tokens(encoded, self.task, self.cfg))
       labels.append(int(example["label"]))
-    return {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
-            "weight": (rows >= 0).astype(np.float32)}
+      if "segments" in example:  # packed documents: CLS joins the first one, padding is 0
+        segments.append(to_tokens(example["segments"], None, self.cfg, cls_id=1, eos_id=0))
+    batch = {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
+             "weight": (rows >= 0).astype(np.float32)}
+    if segments:
+      batch["segments"] = np.stack(segments)
+    return batch
 
 
 def make_dataset(

@@ -249,7 +249,9 @@ def layer_fields(settings: ConvSettings, index: int) -> dict:
 
 
 _SHARED = dict(settings=ConvSettings, normalize_before=False, check=check,
-               layer_fields=layer_fields)
+               layer_fields=layer_fields,
+               no_segments_because="its kernels would need masking per position at "
+                                   "document boundaries, which is not built yet.")
 registry.register_mixer("lightconv", registry.MixerSpec(layer=ConvEncoderLayer, **_SHARED))
 registry.register_mixer("dynamicconv", registry.MixerSpec(layer=DynamicConvEncoderLayer,
                                                           **_SHARED))

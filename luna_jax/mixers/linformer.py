@@ -221,4 +221,6 @@ registry.register_mixer("linformer", registry.MixerSpec(
     layer=LinformerEncoderLayer, settings=LinformerSettings, normalize_before=True,
     derived={"max_len": lambda run: run.max_len}, check=check,
     shared_modules=shared_modules, not_causal_because=NOT_CAUSAL,
-    no_decode_because=NOT_CAUSAL))
+    no_decode_because=NOT_CAUSAL,
+    no_segments_because="its E and F project every position of the row into k rows, so "
+                        "each document's output depends on the others'."))

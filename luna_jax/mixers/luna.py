@@ -169,4 +169,6 @@ def final_p(encoder, settings: LunaSettings, p_BxLxD: Array) -> Array:
 
 registry.register_mixer("luna", registry.MixerSpec(
     layer=LunaEncoderLayer, settings=LunaSettings, normalize_before=False, check=check,
-    p_for_layer=p_for_layer, final_p=final_p))
+    p_for_layer=p_for_layer, final_p=final_p,
+    no_segments_because="its pack attends from P to every position of the row, so each "
+                        "document's output depends on the others'."))

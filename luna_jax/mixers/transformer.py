@@ -119,10 +119,13 @@ class MultiHeadAttention(nn.Module):
       context_BxMxD: Optional[Array] = None,
       *,
       context_mask_BxM: Optional[Array] = None,
+      segment_ids_BxN: Optional[Array] = None,
       deterministic: bool = True,
   ) -> Array:
     """Args: x (B, N, D); context (B, M, D) or None for self-attention; context_mask
-    True at real tokens. Returns (B, N, D)."""
+    True at real tokens; segment_ids (self-attention only): int (B, N), positions attend
+    only to keys of their own segment (packed documents), through the explicit path.
+    Returns (B, N, D)."""
     c_BxMxD = x_BxNxD if context_BxMxD is None else context_BxMxD
     d = x_BxNxD.shape[-1]
     h = self.num_heads
@@ -141,6 +144,10 @@ class MultiHeadAttention(nn.Module):
     use_dropout = self.attention_dropout > 0 and not deterministic
     path = attention_path(None, use_dropout, implementation=self.implementation,
                           dtype=self.dtype, head_dim=dh)
+    if segment_ids_BxN is not None:  # per-query masks: the explicit path takes them
+      if context_BxMxD is not None:
+        raise ValueError("segment_ids_BxN is for self-attention (no context).")
+      path = "explicit"
     if path == "chunked":
       out_BxNxHxK = chunked_attention(
           q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, context_mask_BxM, causal=self.causal,
@@ -155,9 +162,13 @@ class MultiHeadAttention(nn.Module):
           q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask=mask, is_causal=self.causal,
           implementation="xla")
     else:
+      mask_BxNxM = _query_mask(context_mask_BxM, self.causal, q_BxNxHxK.shape[:2],
+                               k_BxMxHxK.shape[1])
+      if segment_ids_BxN is not None:
+        same_BxNxM = segment_ids_BxN[:, :, None] == segment_ids_BxN[:, None, :]
+        mask_BxNxM = same_BxNxM if mask_BxNxM is None else mask_BxNxM & same_BxNxM
       out_BxNxHxK = _attend_with_query_mask(
-          q_BxNxHxK * dh**-0.5, k_BxMxHxK, v_BxMxHxK,
-          _query_mask(context_mask_BxM, self.causal, q_BxNxHxK.shape[:2], k_BxMxHxK.shape[1]),
+          q_BxNxHxK * dh**-0.5, k_BxMxHxK, v_BxMxHxK, mask_BxNxM,
           nn.Dropout(self.attention_dropout), not use_dropout)
     return proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
 
@@ -229,6 +240,7 @@ class TransformerEncoderLayer(LayerBase):
       *,
       mask_BxN: Optional[Array] = None,
       p_mask_BxL: Optional[Array] = None,
+      segment_ids_BxN: Optional[Array] = None,
       deterministic: bool = True,
   ) -> tuple[Array, Optional[Array]]:
     del p_mask_BxL  # no P
@@ -241,7 +253,8 @@ class TransformerEncoderLayer(LayerBase):
         param_dtype=self.param_dtype, name="attention")
     x = self.residual(
         x_BxNxD,
-        lambda h: attn(h, context_mask_BxM=mask_BxN, deterministic=deterministic),
+        lambda h: attn(h, context_mask_BxM=mask_BxN, segment_ids_BxN=segment_ids_BxN,
+                       deterministic=deterministic),
         "x_norm", deterministic)
     return self.feed_forward_block(x, deterministic), p_BxLxD
 
@@ -258,4 +271,4 @@ def check(settings: TransformerSettings, run: registry.RunShape) -> None:
 
 registry.register_mixer("transformer", registry.MixerSpec(
     layer=TransformerEncoderLayer, settings=TransformerSettings, normalize_before=True,
-    check=check, no_decode_because=NO_DECODE))
+    check=check, no_decode_because=NO_DECODE, no_segments_because=""))

@@ -15,7 +15,9 @@ from ml_collections import config_dict
 
 from luna_jax import registry
 from luna_jax.data.tasks import Task, get_task
+from luna_jax.lm import LanguageModel, MaskingRates, lm_vocab_size
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
+from luna_jax.training.objectives import OBJECTIVES
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 SCHEDULES = ("inverse_sqrt", "cosine")
@@ -26,6 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # --- Task and data -----------------------------------------------------------------
   c.task = "listops"  # listops | text | retrieval | image | pathfinder32/64/128/256 | pathx
+  #                     | corpus (language modelling on corpus_dir)
+  c.corpus_dir = ""  # task=corpus: a folder made by `python -m luna_jax.data prepare_corpus`
+  c.pack_documents = False  # task=corpus: several documents per row, kept apart by segment
+  #                           ids (mixers that allow it: transformer); False: one per row
   c.difficulty = "hard"  # Pathfinder subset: easy | intermediate | hard (LRA: hard)
   c.data_dir = "~/lra_data"  # prepared datasets (python -m luna_jax.data prepare TASK ...)
   c.max_len = 2002  # tokens per example (per document for retrieval), CLS and EOS included
@@ -35,9 +41,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.generate_eval_examples = 0  # ... and its validation and test size each; 0: LRA's 2,000 per 96,000
   c.seed = 0  # parameters, dropout and data order
 
+  # --- Objective and pre-training ------------------------------------------------------
+  c.objective = "classify"  # classify (the task's label) | mlm | clm (language modelling)
+  c.mlm = ml_collections.ConfigDict()
+  c.mlm.mask_rate = 0.15  # real tokens predicted per example (BERT)
+  c.mlm.mask_fraction = 0.8  # ... of which become [MASK]
+  c.mlm.random_fraction = 0.1  # ... become a random token (the rest stay as they are)
+  c.mlm.tie_embeddings = True  # output projection = the token embedding (+ a bias)
+  c.init_from = ""  # a workdir whose pre-trained embeddings and encoder start this run
+  # Self-pre-training (Amos et al. 2024): first pre-train on the task's own training
+  # inputs (labels unused) in WORKDIR/pretrain, then train this config from it.
+  c.pretrain = p = ml_collections.ConfigDict()
+  p.objective = ""  # "" (none) | mlm | clm
+  p.num_train_steps = 0
+  p.learning_rate = 0.0  # 0: optimizer.learning_rate
+  p.warmup_steps = -1  # -1: optimizer.warmup_steps
+  p.eval_every = 0  # 0: eval_every
+
   # --- Model -------------------------------------------------------------------------
   c.model = m = ml_collections.ConfigDict()
   m.name = "luna"  # mechanism: one of luna_jax.mixer_names()
+  m.causal = False  # autoregressive encoder (needed by objective=clm)
   m.num_layers = 1  # encoder layers
   m.d_model = 512  # model width
   m.num_heads = 8  # attention heads (convolutions: number of kernels H)
@@ -105,7 +129,7 @@ def run_of(config):
   """What the chosen mixer's settings may follow or be checked against."""
   m = config.model
   return registry.RunShape(max_len=config.max_len, num_layers=m.num_layers,
-                           d_model=m.d_model, num_heads=m.num_heads)
+                           d_model=m.d_model, num_heads=m.num_heads, causal=m.causal)
 
 
 def mixer_settings(config):
@@ -124,20 +148,37 @@ def mixer_settings(config):
     raise ValueError(f"invalid config: model.{name}.{e}") from None
 
 
-def build_model(config, task: Task | None = None) -> LraClassifier:
-  """The classifier the config describes; `task` saves looking config.task up again."""
-  task = task or get_task(config.task, config.difficulty)
+def build_model(config, task: Task | None = None) -> LraClassifier | LanguageModel:
+  """The model the config describes: the task's classifier, or a language model when
+  config.objective is mlm or clm; `task` saves looking config.task up again."""
+  task = task or task_of(config)
   m = config.model
   normalize_before = {"default": None, "pre": True, "post": False}[m.layer_norm]
   encoder = dict(mixer=m.name, num_layers=m.num_layers, num_heads=m.num_heads,
                  ffn_dim=m.ffn_dim, dropout=m.dropout, attention_dropout=m.attention_dropout,
                  activation_dropout=m.activation_dropout, normalize_before=normalize_before,
-                 mixer_options=mixer_settings(config))
+                 causal=m.causal, mixer_options=mixer_settings(config))
+  if config.objective != "classify":
+    return LanguageModel(
+        vocab_size=lm_vocab_size(task.vocab.size), max_len=config.max_len,
+        d_model=m.d_model, dropout=m.dropout, init_style=m.init_style,
+        tie_embeddings=config.mlm.tie_embeddings, encoder=encoder, dtype=DTYPES[m.dtype])
   return LraClassifier(
       vocab_size=task.vocab.size, max_len=config.max_len, num_classes=task.num_classes,
       d_model=m.d_model, classifier_hidden=m.classifier_hidden, dropout=m.dropout,
       pooling=m.pooling, pair_combination=m.pair_combination, init_style=m.init_style,
       encoder=encoder, dtype=DTYPES[m.dtype])
+
+
+def task_of(config) -> Task:
+  """The task record of config.task: an LRA task, or "corpus" (config.corpus_dir)."""
+  if config.task == "corpus":
+    _require(bool(config.corpus_dir), "task=corpus needs corpus_dir, a folder made by "
+             "`python -m luna_jax.data prepare_corpus`.")
+    from luna_jax.data import corpus
+
+    return corpus.corpus_task(config.corpus_dir)
+  return get_task(config.task, config.difficulty)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -147,7 +188,7 @@ def _require(ok: bool, message: str) -> None:
 
 def validate(config, num_devices: int, num_processes: int = 1) -> Task:
   """Checks the settings that would otherwise fail late or silently; returns the task."""
-  task = get_task(config.task, config.difficulty)  # raises for unknown tasks/difficulties
+  task = task_of(config)  # raises for unknown tasks/difficulties or a missing corpus
   m, o = config.model, config.optimizer
   names = registry.mixer_names()
   _require(m.name in names, f"model.name={m.name!r} is not a mechanism; choose one of "
@@ -174,4 +215,46 @@ def validate(config, num_devices: int, num_processes: int = 1) -> Task:
            f"max_len={config.max_len} leaves no room for tokens.")
   for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every"):
     _require(config[name] > 0, f"{name} must be positive, got {config[name]}.")
+  _validate_objective(config)
   return task
+
+
+def _validate_objective(config) -> None:
+  m = config.model
+  _require(config.objective in OBJECTIVES, f"objective={config.objective!r} is not one of "
+           f"{OBJECTIVES}.")
+  for objective, key in ((config.objective, "objective"),
+                         (config.pretrain.objective, "pretrain.objective")):
+    if objective == "mlm":
+      _require(not m.causal, f"{key}=mlm needs a bidirectional encoder: set "
+               "model.causal=False (or use clm).")
+    if objective == "clm":
+      _require(m.causal, f"{key}=clm predicts the next token, which a bidirectional "
+               "encoder sees: set model.causal=True.")
+  if config.task == "corpus":
+    _require(config.objective != "classify", "a corpus has no labels: set objective=mlm "
+             "(bidirectional) or objective=clm (with model.causal=True).")
+  if config.pack_documents:
+    _require(config.task == "corpus", "pack_documents is for task=corpus.")
+    reason = registry.get_mixer(m.name).no_segments_because
+    _require(not reason, f"pack_documents=True needs a mixer that keeps the documents of a "
+             f"row apart; model.name={m.name!r} cannot: {reason} Set "
+             "pack_documents=False (one document per row).")
+  if config.objective == "classify" and m.causal:
+    _require(m.pooling == "mean", "a causal classifier's CLS token sees only itself: set "
+             "model.pooling=mean.")
+  try:
+    MaskingRates(config.mlm.mask_rate, config.mlm.mask_fraction,
+                 config.mlm.random_fraction).check()
+  except ValueError as e:
+    raise ValueError(f"invalid config: {e}") from None
+  p = config.pretrain
+  _require(p.objective in ("", "mlm", "clm"), f"pretrain.objective={p.objective!r} is not "
+           "one of '', 'mlm', 'clm'.")
+  if p.objective:
+    _require(config.objective == "classify", "pretrain.objective is for a classification "
+             "run (objective=classify): it pre-trains, then fine-tunes.")
+    _require(p.num_train_steps > 0, "pretrain.num_train_steps must be positive when "
+             f"pretrain.objective={p.objective!r}.")
+    _require(not config.init_from, "pretrain.objective and init_from both say where the "
+             "weights come from: set one.")

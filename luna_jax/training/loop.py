@@ -18,9 +18,13 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from luna_jax import data
+from luna_jax.training import config as config_lib
+from luna_jax.training import objectives
 from luna_jax.training.checkpoint import Checkpointer
+from luna_jax.training.init_from import load_pretrained
 from luna_jax.training.metrics import MetricWriter, Progress
 from luna_jax.training.optim import learning_rate_schedule, make_optimizer
+from luna_jax.training.pretrain import pretrain_then_finetune
 from luna_jax.training.run import Run
 from luna_jax.training.steps import create_state, make_eval_step, make_train_step
 
@@ -31,6 +35,8 @@ class NonFiniteLossError(FloatingPointError):
 
 def ensure_data(config, task) -> None:
   """Generates ListOps on first use; any other missing task stops with the command."""
+  if task.name == "corpus":
+    return  # read_meta has already checked the folder (Run.create)
   data.ensure_prepared(
       task, config.data_dir,
       generate=config.generate_listops_examples if task.name == "listops" else 0,
@@ -56,6 +62,7 @@ class Trainer:
   def __init__(self, run: Run):
     self.run = run
     config = run.config
+    self.objective = objectives.for_config(config, run.task)
     self.tx = make_optimizer(config.optimizer, config.num_train_steps)
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
     self.replicated = NamedSharding(run.mesh, P())
@@ -71,12 +78,13 @@ class Trainer:
         self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding)
     self.train_step = jax.jit(
-        make_train_step(run.model, self.tx, config.optimizer.grad_accum_steps),
+        make_train_step(run.model, self.tx, self.objective,
+                        config.optimizer.grad_accum_steps),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
-        make_eval_step(run.model, run.task.num_classes),
-        in_shardings=(self.state_sharding.params, self.batch_sharding),
+        make_eval_step(run.model, self.objective),
+        in_shardings=(self.state_sharding.params, self.batch_sharding, self.replicated),
         out_shardings=self.replicated)
 
   def init_state(self):
@@ -87,28 +95,46 @@ class Trainer:
             for k, v in batch.items()}
 
   def evaluate(self, params, split: str, max_batches: int = 0) -> dict:
-    """Accuracy, loss and the majority-class rate over a split (or its first batches)."""
+    """The objective's metrics over a split (or its first batches): accuracy, loss and
+    the majority-class rate for classification; token accuracy, loss and perplexity for
+    language models."""
     totals = None
     for i, batch in enumerate(self.run.dataset(split, num_epochs=1, shuffle=False)):
       if max_batches and i >= max_batches:
         break
-      sums = self.eval_step(params, self.to_global(batch))
+      sums = self.eval_step(params, self.to_global(batch), jnp.asarray(i, jnp.int32))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals["count"]), 1.0)
-    return {"accuracy": float(totals["correct"]) / count,
-            "loss": float(totals["loss_sum"]) / count,
-            "majority_rate": float(np.max(totals["label_counts"])) / count,
-            "examples": float(totals["count"])}
+    return self.objective.summarize(jax.tree.map(np.asarray, jax.device_get(totals)))
+
+  def improved(self, metrics: dict, best: dict) -> bool:
+    """Whether validation `metrics` beat the best record so far."""
+    old = best[f"val_{self.objective.select}"]
+    new = metrics[self.objective.select]
+    if old is None:
+      return True
+    return new > old if self.objective.higher_is_better else new < old
+
+  def initial_best(self) -> dict:
+    """The best record before any validation (accuracy -1, loss None)."""
+    key = f"val_{self.objective.select}"
+    return {key: -1.0 if self.objective.higher_is_better else None, "step": None}
 
 
 def train_and_evaluate(config, workdir, *,
-                       step_callback: Optional[Callable[[int, dict], None]] = None) -> dict:
+                       step_callback: Optional[Callable[[int, dict], None]] = None,
+                       extra_summary: Optional[dict] = None) -> dict:
   """Trains (resuming from the workdir's latest checkpoint), keeps the best checkpoint by
-  validation accuracy, evaluates it on the test split and returns the summary.
+  the objective's validation metric (accuracy; language models: loss), evaluates it on
+  the test split and returns the summary (also written to WORKDIR/summary.json). With
+  config.pretrain.objective set, pre-trains first (`pretrain`).
 
-  step_callback(step, metrics) is called at every log step (notebooks plot with it).
+  step_callback(step, metrics) is called at every log step (notebooks plot with it);
+  extra_summary is merged into the summary.
   """
+  if config.pretrain.objective:
+    config_lib.validate(config, jax.device_count(), jax.process_count())
+    return pretrain_then_finetune(config, workdir, train_and_evaluate,
+                                  step_callback=step_callback)
   start_time = time.time()
   run = Run.create(config, workdir)
   ensure_data(run.config, run.task)
@@ -121,12 +147,10 @@ def train_and_evaluate(config, workdir, *,
   with run.checkpointer() as ckpt, MetricWriter(run.workdir, enabled=run.lead) as writer:
     state, step, best = _train(trainer, ckpt, writer, step_callback)
     summary = _test(trainer, ckpt, writer, state, step, best, start_time)
+  summary.update(extra_summary or {})
   if run.lead:
     run.summary_path.write_text(json.dumps(summary, indent=2))
-    print(f"\nTest accuracy {summary['test_accuracy']:.4f} with {summary['checkpoint_used']}; "
-          f"majority class {summary['test_majority_rate']:.4f}; best validation accuracy "
-          f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.",
-          flush=True)
+    print(f"\n{describe_summary(summary)}", flush=True)
   return summary
 
 
@@ -135,7 +159,7 @@ def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_call
   run, config = trainer.run, trainer.run.config
   last = config.num_train_steps
   train_iter = iter(run.dataset("train"))
-  best = {"val_accuracy": -1.0, "step": None}
+  best = trainer.initial_best()
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore_latest(trainer.abstract_state)
     train_iter.set_state(meta["iterator"])
@@ -143,6 +167,10 @@ def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_call
     print(f"Resumed from {ckpt.latest_dir} at step {int(state.step)}.", flush=True)
   else:
     state = trainer.init_state()
+    if config.init_from:
+      params, source = load_pretrained(config.init_from, state.params)
+      state = state.replace(params=jax.device_put(params, trainer.state_sharding.params))
+      print(f"Started from the pre-trained {source}.", flush=True)
   step = int(state.step)
   progress = Progress(last, step, enabled=config.progress_bar and run.lead)
   window, pending = [], None
@@ -188,8 +216,9 @@ def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_call
         writer.write(step, "validation", val)
         progress.message(f"step {step}: validation accuracy {val['accuracy']:.4f} "
                          f"(loss {val['loss']:.4f})")
-        if val["accuracy"] > best["val_accuracy"]:
-          best = {"val_accuracy": val["accuracy"], "step": step}
+        if trainer.improved(val, best):
+          best = {f"val_{trainer.objective.select}": val[trainer.objective.select],
+                  "step": step}
           ckpt.save_best(step, state.params, best)
       if save:
         ckpt.save_latest(step, state, {"iterator": train_iter.get_state(), "best": best})
@@ -203,21 +232,40 @@ def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, ste
           best: dict, start_time: float) -> dict:
   """The test split with the best checkpoint (else the final state): the run's summary."""
   run, config = trainer.run, trainer.run.config
+  select = trainer.objective.select
   if best["step"] is not None:
     params, _ = ckpt.restore_best(trainer.abstract_state.params)
-    used = f"the best checkpoint (step {best['step']}, validation accuracy " \
-           f"{best['val_accuracy']:.4f})"
+    used = f"the best checkpoint (step {best['step']}, validation {select} " \
+           f"{best[f'val_{select}']:.4f})"
   else:
     params, used = state.params, f"the final state (step {step})"
   test = trainer.evaluate(params, "test")
   writer.write(step, "test", test)
   return {
-      "task": config.task, "mechanism": config.model.name, "steps": step,
-      "best_val_accuracy": best["val_accuracy"], "best_step": best["step"],
-      "test_accuracy": test["accuracy"], "test_majority_rate": test["majority_rate"],
-      "test_examples": test["examples"], "checkpoint_used": used,
+      "task": config.task, "mechanism": config.model.name, "objective": config.objective,
+      "steps": step, f"best_val_{select}": best[f"val_{select}"], "best_step": best["step"],
+      **{f"test_{k}": v for k, v in test.items()}, "checkpoint_used": used,
       "wall_time_s": time.time() - start_time,
       # Official or generated data, and which: recorded by `prepare`.
-      "data_provenance": (data.read_provenance(run.task, run.data_dir) or
-                          data.describe_provenance(None)),
+      "data_provenance": _provenance(run),
   }
+
+
+def _provenance(run: Run):
+  if run.task.name == "corpus":
+    from luna_jax.data.corpus import read_meta
+
+    return read_meta(run.config.corpus_dir)
+  return data.read_provenance(run.task, run.data_dir) or data.describe_provenance(None)
+
+
+def describe_summary(summary: dict) -> str:
+  """The summary's closing line."""
+  if summary.get("objective", "classify") == "classify":
+    return (f"Test accuracy {summary['test_accuracy']:.4f} with "
+            f"{summary['checkpoint_used']}; majority class "
+            f"{summary['test_majority_rate']:.4f}; best validation accuracy "
+            f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.")
+  return (f"Test perplexity {summary['test_perplexity']:.3f} (loss {summary['test_loss']:.4f},"
+          f" token accuracy {summary['test_accuracy']:.4f}, {summary['objective']}) with "
+          f"{summary['checkpoint_used']}; wall time {summary['wall_time_s']:.0f} s.")

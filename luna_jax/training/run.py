@@ -53,9 +53,11 @@ class Run:
   def create(cls, config, workdir) -> Run:
     """Validates the config (before anything compiles) and resolves the run."""
     task = config_lib.validate(config, jax.device_count(), jax.process_count())
+    # A corpus row carries its document's EOS itself (`data.corpus.CorpusRows`).
+    add_eos = config.add_eos and task.name != "corpus"
     return cls(config=config, workdir=workdir_path(workdir), task=task,
                data_dir=pathlib.Path(config.data_dir).expanduser(),
-               input_cfg=data.InputConfig(config.max_len, config.add_cls, config.add_eos),
+               input_cfg=data.InputConfig(config.max_len, config.add_cls, add_eos),
                mesh=Mesh(np.asarray(jax.devices()), ("data",)),
                model=config_lib.build_model(config, task))
 
@@ -81,11 +83,19 @@ class Run:
     return Checkpointer(self.checkpoint_dir, self.config.keep_checkpoints)
 
   def input_shape(self) -> tuple[int, ...]:
-    """The token array of one example: (1, 2, max_len) for pairs, else (1, max_len)."""
-    return (1, 2, self.config.max_len) if self.task.pair else (1, self.config.max_len)
+    """The token array of one example the model reads: (1, 2, max_len) for classifying
+    pairs, else (1, max_len) (language models read pairs as single documents)."""
+    pairs = self.task.pair and self.config.objective == "classify"
+    return (1, 2, self.config.max_len) if pairs else (1, self.config.max_len)
 
   def dataset(self, split: str, **kw):
     """This process's batches of a split (see `luna_jax.data.make_dataset`)."""
+    if self.task.name == "corpus" and "source" not in kw:
+      from luna_jax.data.corpus import CorpusRows
+
+      kw["source"] = CorpusRows(self.config.corpus_dir, split,
+                                self.config.max_len - int(self.config.add_cls),
+                                pack=self.config.pack_documents)
     return data.make_dataset(
         self.task, split, self.data_dir, self.input_cfg, global_batch=self.config.batch_size,
         seed=self.config.seed, process_index=jax.process_index(),

@@ -30,22 +30,13 @@ def create_state(model, tx, seed: int, example_inputs) -> TrainState:
                     rng=dropout_key)
 
 
-def _sums(logits, labels, weights) -> dict:
-  """Per-batch sums (exact averages over batches; fillers have weight 0)."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  return {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct * weights),
-          "count": jnp.sum(weights)}
-
-
-def make_train_step(model, tx, grad_accum_steps: int = 1):
-  """(state, batch) -> (state, metric sums); the batch is split into grad_accum_steps
-  micro-batches (rows i, i + k, ... so each stays spread over the devices)."""
+def make_train_step(model, tx, objective, grad_accum_steps: int = 1):
+  """(state, batch) -> (state, metric sums) of the objective (`objectives`); the batch is
+  split into grad_accum_steps micro-batches (rows i, i + k, ... so each stays spread over
+  the devices); micro-batch i gets the key fold_in(fold_in(rng, step), i)."""
 
   def micro_loss(params, micro, key):
-    logits = model.apply({"params": params}, micro["inputs"], deterministic=False,
-                         rngs={"dropout": key})
-    sums = _sums(logits, micro["label"], micro["weight"])
+    sums = objective.sums(model, params, micro, key, train=True)
     return sums["loss_sum"], sums
 
   grad_fn = jax.grad(micro_loss, has_aux=True)
@@ -63,8 +54,7 @@ def make_train_step(model, tx, grad_accum_steps: int = 1):
       return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, sums, s)), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
-    zero_sums = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-    zero_sums = jax.tree.map(lambda v: jnp.zeros((), jnp.float32), zero_sums)
+    zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "correct", "count")}
     (grads, sums), _ = jax.lax.scan(accumulate, (zeros, zero_sums),
                                     (jnp.arange(k), micro_batches))
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["count"], 1.0), grads)
@@ -76,12 +66,16 @@ def make_train_step(model, tx, grad_accum_steps: int = 1):
   return train_step
 
 
-def make_eval_step(model, num_classes: int):
-  def eval_step(params, batch: dict) -> dict:
-    logits = model.apply({"params": params}, batch["inputs"], deterministic=True)
-    sums = _sums(logits, batch["label"], batch["weight"])
-    sums["label_counts"] = jnp.zeros((num_classes,), jnp.float32).at[batch["label"]].add(
-        batch["weight"])
-    return sums
+# Evaluation batch i draws its masks (language modelling) from fold_in(key(EVAL_SEED), i):
+# every validation pass, and eval.py, score the same corrupted inputs.
+EVAL_SEED = 1234
+
+
+def make_eval_step(model, objective):
+  """(params, batch, batch index) -> the objective's metric sums, without dropout."""
+
+  def eval_step(params, batch: dict, index) -> dict:
+    key = jax.random.fold_in(jax.random.PRNGKey(EVAL_SEED), index)
+    return objective.sums(model, params, batch, key, train=False)
 
   return eval_step

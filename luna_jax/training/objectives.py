@@ -1,0 +1,116 @@
+"""What a run optimises: classification (the LRA tasks), masked or causal language
+modelling (pre-training). The loop, steps and checkpoints know only this interface.
+
+An objective turns (model, params, batch, key) into metric sums over a batch: the loss
+summed over predicted items ("loss_sum"), the correct predictions ("correct") and the
+item count ("count"): examples for classification, predicted tokens for language models.
+Sums average exactly over micro-batches, devices and evaluation batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from luna_jax import lm
+
+OBJECTIVES = ("classify", "mlm", "clm")
+
+
+def _sums(logits, labels, weights) -> dict:
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return {"loss_sum": jnp.sum(losses * weights), "correct": jnp.sum(correct * weights),
+          "count": jnp.sum(weights)}
+
+
+def _documents(batch: dict) -> tuple[jax.Array, jax.Array]:
+  """(tokens (B', N), weights (B',)): pairs (retrieval) become single documents."""
+  tokens, weight = batch["inputs"], batch["weight"]
+  if tokens.ndim == 3:
+    b, two, n = tokens.shape
+    return tokens.reshape(b * two, n), jnp.repeat(weight, two)
+  return tokens, weight
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+  """Cross-entropy of the label; the best checkpoint has the highest validation accuracy."""
+
+  num_classes: int
+  name: str = "classify"
+  select: str = "accuracy"  # the validation metric that picks the best checkpoint
+  higher_is_better: bool = True
+
+  def sums(self, model, params, batch, key, train: bool) -> dict:
+    rngs = {"dropout": key} if train else {}
+    logits = model.apply({"params": params}, batch["inputs"], deterministic=not train,
+                         rngs=rngs)
+    sums = _sums(logits, batch["label"], batch["weight"])
+    if not train:
+      sums["label_counts"] = jnp.zeros((self.num_classes,), jnp.float32).at[
+          batch["label"]].add(batch["weight"])
+    return sums
+
+  def summarize(self, totals: dict) -> dict:
+    count = max(float(totals["count"]), 1.0)
+    return {"accuracy": float(totals["correct"]) / count,
+            "loss": float(totals["loss_sum"]) / count,
+            "majority_rate": float(max(totals["label_counts"])) / count,
+            "examples": float(totals["count"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelling:
+  """Masked ("mlm") or causal ("clm") language modelling of the inputs; labels unused.
+  Loss and accuracy are over predicted tokens; the best checkpoint has the lowest
+  validation loss. Training masks come from the step's key (so a resumed run draws the
+  masks of an uninterrupted one); evaluation masks from the batch's index alone."""
+
+  name: str  # "mlm" | "clm"
+  num_tokens: int  # content ids 1..num_tokens (the ones masking may choose or insert)
+  mask_token: int
+  rates: lm.MaskingRates = lm.MaskingRates()
+  select: str = "loss"
+  higher_is_better: bool = False
+
+  def sums(self, model, params, batch, key, train: bool) -> dict:
+    tokens, doc_weight = _documents(batch)
+    segments = batch.get("segments")  # packed corpus rows
+    mask_key, dropout_key = jax.random.split(key)
+    if self.name == "mlm":
+      inputs, targets, weights = lm.mask_tokens(
+          tokens, mask_key, num_tokens=self.num_tokens, mask_token=self.mask_token,
+          rates=self.rates)
+    else:
+      inputs = tokens
+      targets, weights = lm.next_token_targets(tokens, segments)
+    rngs = {"dropout": dropout_key} if train else {}
+    logits = model.apply({"params": params}, inputs, segment_ids_BxN=segments,
+                         deterministic=not train, rngs=rngs)
+    sums = _sums(logits, targets, weights * doc_weight[:, None])
+    if not train:
+      sums["documents"] = jnp.sum(doc_weight)
+    return sums
+
+  def summarize(self, totals: dict) -> dict:
+    count = max(float(totals["count"]), 1.0)
+    loss = float(totals["loss_sum"]) / count
+    return {"accuracy": float(totals["correct"]) / count, "loss": loss,
+            "perplexity": math.exp(min(loss, 700.0)), "tokens": float(totals["count"]),
+            "examples": float(totals["documents"])}
+
+
+def for_config(config, task):
+  """The objective `config.objective` names, for `task`."""
+  if config.objective == "classify":
+    return Classification(task.num_classes)
+  m = config.mlm
+  return LanguageModelling(
+      name=config.objective, num_tokens=task.vocab.num_tokens,
+      mask_token=lm.mask_id(task.vocab.size),
+      rates=lm.MaskingRates(m.mask_rate, m.mask_fraction, m.random_fraction))
