@@ -13,6 +13,10 @@ README both give --max-update 62500, so the updates are kept (62,500 x 256 / 160
 CPU variant (generate a small set first):
     python -m luna_jax.data prepare pathfinder32 --data_dir ~/lra_data_cpu --num_examples 4000
     python train.py --config configs/lra_pathfinder.py:cpu --workdir runs/pathfinder_cpu
+  Measured: test accuracy 0.536 against a majority-class rate of 0.508 (1 min 21 s).
+Self-pre-trained (400 MLM steps on the training images, then the cpu variant's 400):
+    python train.py --config configs/lra_pathfinder.py:cpu_spt --workdir runs/pathfinder_spt
+  Measured: masked-pixel test perplexity 8.94, then test accuracy 0.486 (3 min 10 s).
 """
 
 from luna_jax.training.config import base_config

@@ -57,3 +57,13 @@ def test_luna_rate_quick_reports_rates_paths_and_memory(tmp_path):
     assert r["causal"]["ratio_to_attention"] > 0 and r["luna_speedup_over_softmax"] > 0
   assert 0 < saved["memory"]["ratio_explicit"] and 0 < saved["memory"]["ratio_picked"]
   assert "| 512 |" in json_path.with_suffix(".md").read_text()
+
+
+def test_mlm_perplexity_quick_trains_every_mixer_at_every_length(tmp_path):
+  run = _run("mlm_perplexity.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("mlm_perplexity_*_quick.json")
+  records = json.loads(json_path.read_text())["records"]
+  assert {(r["mixer"], r["seq_len"]) for r in records} == {
+      (m, n) for m in ("transformer", "luna-16", "linformer-64") for n in (64, 128)}
+  assert all(r["test_perplexity"] > 1 and r["tokens_per_step"] == 512 for r in records)

@@ -258,6 +258,11 @@ def test_resumed_language_model_run_ends_with_the_same_parameters(objective, dat
     train_and_evaluate(config, tmp_path / "resumed", step_callback=kill_after_step_5)
   summary = train_and_evaluate(config, tmp_path / "resumed")
   assert summary["steps"] == 6 and summary["test_perplexity"] > 1
+  # eval.py rebuilds the language model from the workdir and scores the same masks.
+  from luna_jax.training.evaluate import evaluate_workdir
+
+  again = evaluate_workdir(tmp_path / "resumed", "best", "test")
+  assert again["perplexity"] == pytest.approx(summary["test_perplexity"], rel=1e-6)
   for a, b in zip(latest_params(tmp_path / "straight"), latest_params(tmp_path / "resumed"),
                   strict=True):
     np.testing.assert_array_equal(a, b)
