@@ -100,7 +100,7 @@ def _toy_lm(mixer):
   """A causal encoder between a token embedding and its transpose (float64)."""
   import luna_jax
 
-  options = {"proj_len": 3} if mixer == "luna" else {"kernel_size": 3}
+  options = {"luna": {"proj_len": 3}, "lightconv": {"kernel_size": 3}}.get(mixer, {})
   enc = luna_jax.Encoder(mixer=mixer, num_layers=2, num_heads=2, ffn_dim=16, causal=True,
                          mixer_options=options, dtype=jnp.float64, param_dtype=jnp.float64)
   rng = np.random.default_rng(3)
@@ -110,7 +110,7 @@ def _toy_lm(mixer):
   return enc, params, emb, pos
 
 
-@pytest.mark.parametrize("mixer", ["luna", "lightconv"])
+@pytest.mark.parametrize("mixer", ["luna", "lightconv", "transformer"])
 def test_search_through_decoding_caches_equals_rerunning_the_prefix(mixer):
   """Greedy and beam search stepping the encoder's decoding cache (reordered by beam
   search) give the tokens of stepping a model that re-encodes the whole prefix."""

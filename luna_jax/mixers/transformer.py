@@ -102,6 +102,11 @@ class MultiHeadAttention(nn.Module):
     init_style: "xavier" (fairseq's MultiheadAttention init) or "bert".
     implementation: None (auto), "cudnn", "xla", "chunked" or "explicit"; see
       `attention_path`, which says which one a call runs.
+    decode: causal self-attention step by step through the 'cache' collection (keys and
+      values of every position so far): initialise with `init(..., x_full)` in decode
+      mode (the cache holds x_full's length, the most it can decode), then feed any
+      number of tokens per call with `apply(..., mutable=['cache'])`. Decoding reads no
+      padding mask: every fed token is real.
   """
 
   num_heads: int
@@ -109,6 +114,7 @@ class MultiHeadAttention(nn.Module):
   attention_dropout: float = 0.0
   init_style: str = "xavier"
   implementation: Optional[str] = None
+  decode: bool = False
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
 
@@ -142,6 +148,29 @@ class MultiHeadAttention(nn.Module):
     k_BxMxHxK = common.split_heads(proj("key")(c_BxMxD), h)
     v_BxMxHxK = common.split_heads(proj("value")(c_BxMxD), h)
     use_dropout = self.attention_dropout > 0 and not deterministic
+    if self.decode:
+      if not self.causal or context_BxMxD is not None:
+        raise ValueError("decode=True is for causal self-attention (causal=True, no "
+                         "context).")
+      initialized = self.has_variable("cache", "cached_key")
+      key = self.variable("cache", "cached_key", jnp.zeros, k_BxMxHxK.shape, k_BxMxHxK.dtype)
+      value = self.variable("cache", "cached_value", jnp.zeros, v_BxMxHxK.shape,
+                            v_BxMxHxK.dtype)
+      index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+      if initialized:  # (init runs the full pass below, which makes the parameters)
+        start, s = index.value, x_BxNxD.shape[1]
+        at = (jnp.int32(0), start, jnp.int32(0), jnp.int32(0))
+        key.value = jax.lax.dynamic_update_slice(key.value, k_BxMxHxK, at)
+        value.value = jax.lax.dynamic_update_slice(value.value, v_BxMxHxK, at)
+        index.value = start + s
+        # New token i (position start + i) sees cached positions <= start + i.
+        visible_NxM = (jnp.arange(key.value.shape[1])[None, :]
+                       <= start + jnp.arange(s)[:, None])
+        mask_BxNxM = jnp.broadcast_to(visible_NxM[None], (x_BxNxD.shape[0], *visible_NxM.shape))
+        out_BxNxHxK = _attend_with_query_mask(
+            q_BxNxHxK * dh**-0.5, key.value, value.value, mask_BxNxM,
+            nn.Dropout(self.attention_dropout), not use_dropout)
+        return proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
     path = attention_path(None, use_dropout, implementation=self.implementation,
                           dtype=self.dtype, head_dim=dh)
     if segment_ids_BxN is not None:  # per-query masks: the explicit path takes them
@@ -244,13 +273,10 @@ class TransformerEncoderLayer(LayerBase):
       deterministic: bool = True,
   ) -> tuple[Array, Optional[Array]]:
     del p_mask_BxL  # no P
-    if self.decode:
-      raise ValueError(f"decode=True is not supported by the softmax Transformer layer: "
-                       f"{NO_DECODE}")
     attn = MultiHeadAttention(
         num_heads=self.num_heads, causal=self.causal, attention_dropout=self.attention_dropout,
-        init_style=self.init_style, implementation=self.implementation, dtype=self.dtype,
-        param_dtype=self.param_dtype, name="attention")
+        init_style=self.init_style, implementation=self.implementation, decode=self.decode,
+        dtype=self.dtype, param_dtype=self.param_dtype, name="attention")
     x = self.residual(
         x_BxNxD,
         lambda h: attn(h, context_mask_BxM=mask_BxN, segment_ids_BxN=segment_ids_BxN,
@@ -259,7 +285,6 @@ class TransformerEncoderLayer(LayerBase):
     return self.feed_forward_block(x, deterministic), p_BxLxD
 
 
-NO_DECODE = "it keeps no key/value cache; the causal stack runs whole sequences."
 
 
 def check(settings: TransformerSettings, run: registry.RunShape) -> None:
@@ -271,4 +296,4 @@ def check(settings: TransformerSettings, run: registry.RunShape) -> None:
 
 registry.register_mixer("transformer", registry.MixerSpec(
     layer=TransformerEncoderLayer, settings=TransformerSettings, normalize_before=True,
-    check=check, no_decode_because=NO_DECODE, no_segments_because=""))
+    check=check, no_segments_because=""))
