@@ -18,7 +18,7 @@ Self-pre-trained CPU variant (500 MLM steps on the training inputs, then the cpu
 """
 
 from luna_jax.training.config import base_config
-from luna_jax.training.variants import apply_variant
+from luna_jax.training.variants import apply_variant, self_pretrained
 
 # The authors' --save-interval-updates: validate (and keep the best checkpoint) every 20
 # updates.
@@ -56,13 +56,4 @@ def cpu(c):
   c.max_eval_batches = 16
 
 
-def cpu_spt(c):
-  """The cpu variant self-pre-trained (Amos et al. 2024): 500 masked-language-model steps
-  on its own training inputs (labels unused), then the cpu variant's 500 steps from them."""
-  cpu(c)
-  c.pretrain.objective = "mlm"
-  c.pretrain.num_train_steps = 500
-  c.pretrain.eval_every = 100
-
-
-VARIANTS = {"cpu": cpu, "cpu_spt": cpu_spt}
+VARIANTS = {"cpu": cpu, "cpu_spt": self_pretrained(cpu, steps=500)}

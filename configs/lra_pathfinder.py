@@ -20,7 +20,7 @@ Self-pre-trained (400 MLM steps on the training images, then the cpu variant's 4
 """
 
 from luna_jax.training.config import base_config
-from luna_jax.training.variants import apply_variant
+from luna_jax.training.variants import apply_variant, self_pretrained
 
 TRAIN_EXAMPLES = 160_000  # 80% of the 200,000 images of the hard subset
 BATCH_SIZE = 256  # the authors' instructions of November 2021 (512 from April 2022)
@@ -54,13 +54,4 @@ def cpu(c):
   c.log_every, c.eval_every, c.checkpoint_every, c.max_eval_batches = 20, 100, 100, 16
 
 
-def cpu_spt(c):
-  """The cpu variant self-pre-trained (Amos et al. 2024): 400 masked-language-model steps
-  on its own training images (labels unused), then the cpu variant's 400 steps from them."""
-  cpu(c)
-  c.pretrain.objective = "mlm"
-  c.pretrain.num_train_steps = 400
-  c.pretrain.eval_every = 100
-
-
-VARIANTS = {"cpu": cpu, "cpu_spt": cpu_spt}
+VARIANTS = {"cpu": cpu, "cpu_spt": self_pretrained(cpu, steps=400)}

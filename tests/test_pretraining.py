@@ -11,7 +11,7 @@ from luna_jax import lm
 from luna_jax.training import train_and_evaluate, validate
 from luna_jax.training.init_from import load_pretrained
 from luna_jax.training.objectives import LanguageModelling
-from tests.training_fixtures import latest_params, tiny_config
+from tests.training_fixtures import latest_params, tiny_config, train_killed_then_resumed
 
 NUM_TOKENS, CLS, EOS = 15, 16, 17  # the ListOps vocabulary (size 18, [MASK] = 18)
 
@@ -246,17 +246,7 @@ def test_resumed_language_model_run_ends_with_the_same_parameters(objective, dat
   config.checkpoint_every = 3
   config.model.dropout = 0.3
   train_and_evaluate(config, tmp_path / "straight")
-
-  class Killed(Exception):
-    pass
-
-  def kill_after_step_5(step, metrics):
-    if step == 5:
-      raise Killed()
-
-  with pytest.raises(Killed):
-    train_and_evaluate(config, tmp_path / "resumed", step_callback=kill_after_step_5)
-  summary = train_and_evaluate(config, tmp_path / "resumed")
+  summary = train_killed_then_resumed(config, tmp_path / "resumed", kill_after=5)
   assert summary["steps"] == 6 and summary["test_perplexity"] > 1
   # eval.py rebuilds the language model from the workdir and scores the same masks.
   from luna_jax.training.evaluate import evaluate_workdir

@@ -14,7 +14,7 @@ from luna_jax.training import NonFiniteLossError, every, train_and_evaluate, val
 from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.evaluate import evaluate_workdir
-from tests.training_fixtures import latest_params, tiny_config
+from tests.training_fixtures import latest_params, tiny_config, train_killed_then_resumed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,17 +47,11 @@ def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_run(data_dir, 
   config.model.dropout = 0.3  # dropout keys must be replayed exactly too
   train_and_evaluate(config, tmp_path / "straight")
 
-  class Killed(Exception):
-    pass
+  def left_step_4():  # killed after step 6, the run left the checkpoint of step 4
+    assert Checkpointer(tmp_path / "resumed" / "checkpoints", 2).latest_step() == 4
 
-  def kill_after_step_6(step, metrics):
-    if step == 6:
-      raise Killed()
-
-  with pytest.raises(Killed):
-    train_and_evaluate(config, tmp_path / "resumed", step_callback=kill_after_step_6)
-  assert Checkpointer(tmp_path / "resumed" / "checkpoints", 2).latest_step() == 4
-  summary = train_and_evaluate(config, tmp_path / "resumed")
+  summary = train_killed_then_resumed(config, tmp_path / "resumed", kill_after=6,
+                                      after_kill=left_step_4)
   assert summary["steps"] == 8
   for a, b in zip(latest_params(tmp_path / "straight"), latest_params(tmp_path / "resumed"), strict=True):
     np.testing.assert_array_equal(a, b)

@@ -69,3 +69,28 @@ def latest_params(workdir, step=None):
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
   restored = checkpointer.restore(path, target)
   return [np.asarray(a) for a in jax.tree.leaves(restored["params"])]
+
+
+class Killed(Exception):
+  """Stands for the process being killed mid-run."""
+
+
+def train_killed_then_resumed(config, workdir, kill_after: int, after_kill=None) -> dict:
+  """Trains into workdir, stops the run after step `kill_after`, calls after_kill() (to
+  look at what the killed run left), then reruns it (resuming from the latest
+  checkpoint); returns the second run's summary."""
+  from luna_jax.training import train_and_evaluate
+
+  def kill(step, metrics):
+    if step == kill_after:
+      raise Killed()
+
+  try:
+    train_and_evaluate(config, workdir, step_callback=kill)
+  except Killed:
+    pass
+  else:
+    raise AssertionError(f"the run ended before step {kill_after}")
+  if after_kill is not None:
+    after_kill()
+  return train_and_evaluate(config, workdir)

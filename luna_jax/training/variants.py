@@ -31,3 +31,19 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str,
                        f"{', '.join(sorted(variants)) or 'none'}")
     variants[variant](config)
   return config
+
+
+def self_pretrained(base: Variant, steps: int, eval_every: int = 100) -> Variant:
+  """`base` preceded by `steps` masked-language-model steps on the task's own training
+  inputs (self-pre-training, Amos et al. 2024); fine-tuning keeps base's steps, so the
+  two variants are comparable."""
+
+  def variant(c: ml_collections.ConfigDict) -> None:
+    base(c)
+    c.pretrain.objective = "mlm"
+    c.pretrain.num_train_steps = steps
+    c.pretrain.eval_every = eval_every
+
+  variant.__doc__ = (f"The {base.__name__} variant after {steps} self-pre-training (MLM) "
+                     "steps on its own training inputs.")
+  return variant
