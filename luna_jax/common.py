@@ -14,6 +14,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -216,3 +217,17 @@ def attend(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxM, dropout, deterministic: bo
   probs_BxHxNxM = masked_softmax(logits_BxHxNxM, mask)
   probs_BxHxNxM = dropout(probs_BxHxNxM, deterministic=deterministic).astype(v_BxMxHxK.dtype)
   return jnp.einsum("bhnm,bmhk->bnhk", probs_BxHxNxM, v_BxMxHxK)
+
+
+def sinusoidal_positions(length: int, d: int) -> Array:
+  """(length, d) float32 sinusoidal positions as fairseq's translation models make them
+  (Vaswani et al. 2017, Sec. 3.5, in fairseq's layout): the first d // 2 columns
+  sin(t w_i), the next d // 2 cos(t w_i), w_i = 10000^(-i / (d // 2 - 1)), t = 0, 1, ...;
+  a zero column when d is odd."""
+  half = d // 2
+  rate = math.log(10000.0) / max(half - 1, 1)
+  angles = np.arange(length, dtype=np.float64)[:, None] * np.exp(-rate * np.arange(half))[None]
+  table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+  if d % 2:
+    table = np.concatenate([table, np.zeros((length, 1))], axis=1)
+  return jnp.asarray(table, jnp.float32)

@@ -30,6 +30,8 @@ class Encoder(nn.Module):
     causal: autoregressive mixing (position t sees only positions <= t).
     decode: step-by-step decoding through the 'cache' collection (causal only).
     init_style: "xavier" (the reference) or "bert" (N(0, 0.02) weights, zero biases).
+    ffn_activation: None (each layer's own: GELU, ReLU for the convolutions), "relu" or
+      "gelu" (the translation models use ReLU).
     mixer_options: the mixer's own settings: a mapping of some of them (the others keep
       their defaults) or the mixer's settings object; the accepted names are the fields
       of `luna_jax.get_mixer(mixer).settings`.
@@ -46,6 +48,7 @@ class Encoder(nn.Module):
   causal: bool = False
   decode: bool = False
   init_style: str = "xavier"
+  ffn_activation: Optional[str] = None
   mixer_options: Any = dataclasses.field(default_factory=dict)
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
@@ -115,7 +118,7 @@ class Encoder(nn.Module):
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout, normalize_before=normalize_before,
           causal=self.causal, decode=self.decode, init_style=self.init_style,
-          dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
+          ffn_activation=self.ffn_activation, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
           **spec.fields_for_layer(settings, i), **shared,
       )
       x, p = layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,

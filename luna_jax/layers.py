@@ -10,6 +10,8 @@ so all mixers sit on the same level of the import graph.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -59,6 +61,12 @@ class LayerBase(nn.Module):
   init_style: str = "xavier"
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
+  # None: the layer's own FFN activation (GELU; ReLU for the convolutions); "relu" or
+  # "gelu" overrides it (fairseq's translation models use ReLU everywhere).
+  ffn_activation: Optional[str] = None
+  # False: the layer ends after its mixing sub-block, without the FFN sub-block (a
+  # decoder layer puts encoder-decoder attention between the two; `luna_jax.seq2seq`).
+  feed_forward: bool = True
 
   def norm(self, name: str) -> nn.LayerNorm:
     return common.layer_norm(name, self.dtype, self.param_dtype)
@@ -71,7 +79,12 @@ class LayerBase(nn.Module):
     return self.norm(norm_name)(x + drop(sublayer(x), deterministic=deterministic))
 
   def feed_forward_block(self, x: Array, deterministic: bool, activation: str = "gelu") -> Array:
-    """The residual FFN sub-block, post-LN or pre-LN."""
+    """The residual FFN sub-block, post-LN or pre-LN; x unchanged when feed_forward is
+    False."""
+    if not self.feed_forward:
+      return x
+    if self.ffn_activation is not None:
+      activation = self.ffn_activation
     ffn = FeedForward(
         hidden_dim=self.ffn_dim, activation_dropout=self.activation_dropout,
         init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype,

@@ -58,6 +58,15 @@ class MixerSpec:
       it creates are the encoder's. None: the layers get P = None.
     final_p: (encoder, settings, P) -> P after a pre-LN stack (its final LayerNorm);
       None leaves P as the last layer returned it.
+    cross_attention: the encoder-decoder attention of this mixer's decoder layers
+      (`luna_jax.seq2seq`): a Linen module class called as
+      (x_BxNxD, p_BxLxD | None, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
+      deterministic) -> (y_x_BxNxD, y_p_BxLxD | None), built with num_heads,
+      attention_dropout, init_style, dtype, param_dtype and the mixer's settings as
+      `settings`. A y_p that is not None updates the decoder's P (Luna). None: softmax
+      multi-head attention over the encoder output.
+    decoder_p: (settings, encoder P, memory_mask_BxM) -> (P, p_mask_BxL or None): the P
+      the decoder's layers start from (Luna: the encoder's final P). None: no P.
     not_causal_because / no_decode_because: non-empty for mixers with no causal form or no
       step-by-step decoding; causal=True or decode=True then raises with the reason.
     no_segments_because: non-empty for mixers whose layers cannot keep several documents
@@ -75,6 +84,8 @@ class MixerSpec:
   shared_modules: Optional[Callable[[Any, Any], dict]] = None
   p_for_layer: Optional[Callable[..., tuple]] = None
   final_p: Optional[Callable[[Any, Any, Any], Any]] = None
+  cross_attention: Optional[type] = None
+  decoder_p: Optional[Callable[..., tuple]] = None
   not_causal_because: str = ""
   no_decode_because: str = ""
   no_segments_because: str = "its layer does not take segment ids."

@@ -30,6 +30,10 @@ Array = common.Array
 # Initial P: "normal_d" N(0, d^-1/2) (the authors' LRA encoder, whatever init_style) or
 # "bert" N(0, 0.02) (their pre-training LunaSentenceEncoder).
 P_INITS = ("normal_d", "bert")
+# How the first P is embedded: "lra" LayerNorm(P) (the authors' LRA and pre-training
+# encoders) or "seq2seq" sqrt(d) P + sinusoidal positions of its l rows, no LayerNorm
+# (their translation encoder, fairseq/models/luna.py).
+P_STYLES = ("lra", "seq2seq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +49,8 @@ class LunaSettings:
   pack_heads: int = 0  # heads of the pack attention; 0 = num_heads
   chunk_size: Optional[int] = None  # causal only: positions per chunk; None follows the
                                     # length (luna_causal.chunk_size_for); same result
+  p_style: str = "lra"  # first P: lra LayerNorm(P) | seq2seq sqrt(d) P + sinusoidal
+                        # positions (the authors' translation encoder)
 
 
 class LunaEncoderLayer(LayerBase):
@@ -54,8 +60,8 @@ class LunaEncoderLayer(LayerBase):
       Y_X, Y_P = LunaAttn(X, P)
       X_A = LN_x(X + Dropout(Y_X));  P' = LN_p(P + Dropout(Y_P))
       X' = LN_ffn(X_A + Dropout(FFN(X_A)))
-  Pre-LN normalises the inputs instead (X^ = LN_x(X), P^ = LN_p(P)) and leaves the final
-  LayerNorms to the encoder. P has its own LayerNorm and no feed-forward. With
+  Pre-LN normalises the inputs instead (X^ = LN_x(X), P^ = LN_p(P); causal: P as it is,
+  as in the authors' LunaDecoderLayer) and leaves the final LayerNorms to the encoder. P has its own LayerNorm and no feed-forward. With
   causal=True the attention is `LunaCausalAttention` and P passes through unchanged.
 
   Extra attributes: pack_heads (None or 0 = num_heads), tied_kv (see LunaAttention),
@@ -81,7 +87,9 @@ class LunaEncoderLayer(LayerBase):
     drop = nn.Dropout(self.dropout)
     x_in, p_in = x_BxNxD, p_BxLxD
     if self.normalize_before:
-      x_in, p_in = self.norm("x_norm")(x_BxNxD), self.norm("p_norm")(p_BxLxD)
+      x_in = self.norm("x_norm")(x_BxNxD)
+      if not self.causal:  # causal attention reads P as it is (the authors' decoder layer)
+        p_in = self.norm("p_norm")(p_BxLxD)
     common_kw = dict(num_heads=self.num_heads, tied_kv=self.tied_kv,
                      attention_dropout=self.attention_dropout, init_style=self.init_style,
                      dtype=self.dtype, param_dtype=self.param_dtype, name="attention")
@@ -119,6 +127,8 @@ class LunaEncoderLayer(LayerBase):
 def check(settings: LunaSettings, run: registry.RunShape) -> None:
   if settings.proj_len <= 0:
     raise ValueError(f"proj_len={settings.proj_len} must be positive.")
+  if settings.p_style not in P_STYLES:
+    raise ValueError(f"p_style={settings.p_style!r} is not one of {P_STYLES}.")
   if settings.p_init not in P_INITS:
     raise ValueError(f"p_init={settings.p_init!r} is not one of {P_INITS}.")
   if settings.pack_heads < 0 or (settings.pack_heads and run.d_model % settings.pack_heads):
@@ -134,9 +144,12 @@ def _initial_p(encoder, settings: LunaSettings, batch: int, d: int, suffix: str,
   std = 0.02 if settings.p_init == "bert" else d**-0.5
   p_LxD = encoder.param(f"p_embed{suffix}", nn.initializers.normal(std),
                         (settings.proj_len, d), encoder.param_dtype)
+  if settings.p_style == "seq2seq":
+    p_LxD = d**0.5 * p_LxD + common.sinusoidal_positions(settings.proj_len, d)
   p_BxLxD = jnp.broadcast_to(p_LxD.astype(encoder.dtype), (batch, settings.proj_len, d))
-  p_BxLxD = common.layer_norm(f"p_embed_norm{suffix}", encoder.dtype,
-                              encoder.param_dtype)(p_BxLxD)
+  if settings.p_style == "lra":
+    p_BxLxD = common.layer_norm(f"p_embed_norm{suffix}", encoder.dtype,
+                                encoder.param_dtype)(p_BxLxD)
   return nn.Dropout(encoder.dropout)(p_BxLxD, deterministic=deterministic)
 
 
@@ -167,8 +180,44 @@ def final_p(encoder, settings: LunaSettings, p_BxLxD: Array) -> Array:
   return common.layer_norm("final_p_norm", encoder.dtype, encoder.param_dtype)(p_BxLxD)
 
 
+class LunaCrossAttention(nn.Module):
+  """The encoder-decoder attention of the authors' LunaDecoderLayer: Luna attention with
+  the decoder's P packing the encoder output (its padding masked) and the decoder's
+  tokens unpacking the result (P rows masked by p_mask). Returns (Y_X, Y_P); the decoder
+  layer adds Y_P to P under its own LayerNorm, so P is updated by cross-attention only."""
+
+  num_heads: int
+  settings: LunaSettings
+  attention_dropout: float = 0.0
+  init_style: str = "xavier"
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
+               deterministic: bool = True):
+    return LunaAttention(
+        num_heads=self.num_heads, pack_heads=self.settings.pack_heads or None,
+        tied_kv=self.settings.tied_kv, attention_dropout=self.attention_dropout,
+        init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype,
+        name="attention")(x_BxNxD, p_BxLxD, memory_BxMxD, context_mask_BxM=memory_mask_BxM,
+                          p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+
+
+def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):
+  """The decoder's first P: the encoder's final P, with the encoder's dynamic-projection
+  mask (rows j >= the source length), which the causal self-attention and the
+  cross-attention's unpack both apply. P depends on the source only, never on targets."""
+  p_mask_BxL = None
+  if settings.dynamic_projection:
+    lengths_B = memory_mask_BxM.sum(-1)
+    p_mask_BxL = jnp.arange(settings.proj_len)[None, :] < lengths_B[:, None]
+  return p_BxLxD, p_mask_BxL
+
+
 registry.register_mixer("luna", registry.MixerSpec(
     layer=LunaEncoderLayer, settings=LunaSettings, normalize_before=False, check=check,
-    p_for_layer=p_for_layer, final_p=final_p,
+    p_for_layer=p_for_layer, final_p=final_p, cross_attention=LunaCrossAttention,
+    decoder_p=decoder_p,
     no_segments_because="its pack attends from P to every position of the row, so each "
                         "document's output depends on the others'."))

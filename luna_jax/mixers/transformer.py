@@ -285,6 +285,29 @@ class TransformerEncoderLayer(LayerBase):
     return self.feed_forward_block(x, deterministic), p_BxLxD
 
 
+class SoftmaxCrossAttention(nn.Module):
+  """Softmax encoder-decoder attention (Vaswani et al. 2017, Sec. 3.2.3): the decoder's
+  tokens attend to the encoder output, its padding masked; the registry's default
+  `cross_attention`, used by the Transformer's and the convolutions' decoders. P passes
+  through (returns (Y_X, None))."""
+
+  num_heads: int
+  settings: object = None
+  attention_dropout: float = 0.0
+  init_style: str = "xavier"
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
+               deterministic: bool = True):
+    del p_BxLxD, p_mask_BxL
+    y = MultiHeadAttention(
+        num_heads=self.num_heads, attention_dropout=self.attention_dropout,
+        init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype,
+        name="attention")(x_BxNxD, memory_BxMxD, context_mask_BxM=memory_mask_BxM,
+                          deterministic=deterministic)
+    return y, None
 
 
 def check(settings: TransformerSettings, run: registry.RunShape) -> None:

@@ -1,0 +1,317 @@
+"""Encoder-decoder translation models over the mixer registry, and their generation.
+
+    source -> sqrt(d) E[s] + sinusoidal positions -> Dropout -> Encoder (any mixer)
+    target -> sqrt(d) E[t] + sinusoidal positions -> Dropout -> Decoder -> logits h E^T
+
+as fairseq's translation models compute it (Vaswani et al. 2017, Sec. 3; Ma et al. 2021,
+Sec. 4.3; Wu et al. 2019, Sec. 5). A decoder layer is
+
+    X_S = SelfMix(X)                 the mixer's own layer, causal, without its FFN
+    X_C, P' = CrossAttn(X_S, P; M)   encoder-decoder attention over the encoder output M
+    X'  = FFN block(X_C)
+
+each sub-block with its residual and LayerNorm (post-LN by default, as fairseq's). The
+cross-attention is the mixer's (`MixerSpec.cross_attention`): Luna's is Luna attention
+whose pack over M updates P (the decoder's first P is the encoder's final P; causal
+self-attention leaves P as it is, as the authors' LunaDecoderLayer); every other mixer
+uses softmax attention. P depends on the source alone, so decoding never lets P see a
+target token.
+
+Token ids: 0 is padding, 1..V-3 the shared (joint) vocabulary's pieces, then BOS (the
+decoder's first input) and EOS (`luna_jax.data.vocab.Vocab`). Embeddings are shared by
+source, target and output ("all", needs the joint vocabulary), by target and output
+("decoder"), or not at all ("none").
+
+Generation (`generate`) runs the decoder step by step through its caches inside one
+jitted `lax.while_loop` (`luna_jax.decoding`), greedy or beam search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from luna_jax import common, decoding, registry
+from luna_jax.encoder import Encoder
+from luna_jax.layers import LayerBase
+from luna_jax.mixers.transformer import SoftmaxCrossAttention
+
+Array = common.Array
+SHARE_EMBEDDINGS = ("all", "decoder", "none")
+
+
+class DecoderLayer(LayerBase):
+  """Causal self-mixing (the mixer's layer without its FFN), encoder-decoder attention,
+  FFN (module docstring). ReLU FFN unless ffn_activation says otherwise."""
+
+  mixer: str = "transformer"
+  settings: Any = None
+  layer_index: int = 0
+
+  @nn.compact
+  def __call__(self, x_BxTxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, mask_BxT=None,
+               p_mask_BxL=None, deterministic: bool = True):
+    spec = registry.get_mixer(self.mixer)
+    base = dict(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
+                attention_dropout=self.attention_dropout,
+                activation_dropout=self.activation_dropout,
+                normalize_before=self.normalize_before, init_style=self.init_style,
+                dtype=self.dtype, param_dtype=self.param_dtype)
+    self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
+                             name="self_mixing",
+                             **spec.fields_for_layer(self.settings, self.layer_index))
+    x, p = self_mixing(x_BxTxD, p_BxLxD, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
+                       deterministic=deterministic)
+
+    cross = (spec.cross_attention or SoftmaxCrossAttention)(
+        num_heads=self.num_heads, settings=self.settings,
+        attention_dropout=self.attention_dropout, init_style=self.init_style,
+        dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
+    drop = nn.Dropout(self.dropout)
+    x_in, p_in = x, p
+    if self.normalize_before:
+      x_in = self.norm("cross_norm")(x)
+      if spec.cross_attention is not None and p is not None:
+        p_in = self.norm("cross_p_norm")(p)
+    y_x, y_p = cross(x_in, p_in, memory_BxMxD=memory_BxMxD, memory_mask_BxM=memory_mask_BxM,
+                     p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+    x = x + drop(y_x, deterministic=deterministic)
+    if y_p is not None:
+      p = p + drop(y_p.astype(p.dtype), deterministic=deterministic)
+    if not self.normalize_before:
+      x = self.norm("cross_norm")(x)
+      if y_p is not None:
+        p = self.norm("cross_p_norm")(p)
+    return self.feed_forward_block(x, deterministic, activation="relu"), p
+
+
+class Decoder(nn.Module):
+  """`num_layers` decoder layers of the mixer named `mixer` (its causal form).
+
+  Attributes as `luna_jax.Encoder` (mixer_options: the mixer's settings); decode=True
+  steps through the 'cache' collection.
+  """
+
+  mixer: str = "transformer"
+  num_layers: int = 1
+  num_heads: int = 8
+  ffn_dim: int = 2048
+  dropout: float = 0.1
+  attention_dropout: float = 0.1
+  activation_dropout: float = 0.0
+  normalize_before: bool = False
+  decode: bool = False
+  init_style: str = "xavier"
+  ffn_activation: Optional[str] = "relu"
+  mixer_options: Any = dataclasses.field(default_factory=dict)
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32
+
+  @nn.compact
+  def __call__(self, y_BxTxD, *, memory_BxMxD, memory_mask_BxM, p_BxLxD=None,
+               mask_BxT=None, deterministic: bool = True) -> Array:
+    """y: embedded target inputs (in decode mode: the next T tokens); memory: the encoder
+    output and its mask; p: the encoder's final P (mixers with P). Returns (B, T, D)."""
+    spec = registry.get_mixer(self.mixer)
+    if spec.not_causal_because:
+      raise ValueError(f"mixer {self.mixer!r} cannot decode: {spec.not_causal_because}")
+    if self.decode and spec.no_decode_because:
+      raise ValueError(f"mixer {self.mixer!r} cannot decode step by step: "
+                       f"{spec.no_decode_because}")
+    d = y_BxTxD.shape[-1]
+    run = registry.RunShape(max_len=None, num_layers=self.num_layers, d_model=d,
+                            num_heads=self.num_heads, causal=True)
+    settings = registry.make_settings(self.mixer, self.mixer_options, run)
+    p, p_mask_BxL = (None, None)
+    if spec.decoder_p is not None:
+      if p_BxLxD is None:
+        raise ValueError(f"the {self.mixer!r} decoder needs the encoder's P.")
+      p, p_mask_BxL = spec.decoder_p(settings, p_BxLxD, memory_mask_BxM)
+    x = y_BxTxD.astype(self.dtype)
+    for i in range(self.num_layers):
+      x, p = DecoderLayer(
+          mixer=self.mixer, settings=settings, layer_index=i, num_heads=self.num_heads,
+          ffn_dim=self.ffn_dim, dropout=self.dropout,
+          attention_dropout=self.attention_dropout,
+          activation_dropout=self.activation_dropout,
+          normalize_before=self.normalize_before, decode=self.decode,
+          init_style=self.init_style, ffn_activation=self.ffn_activation,
+          dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}")(
+              x, p, memory_BxMxD=memory_BxMxD, memory_mask_BxM=memory_mask_BxM,
+              mask_BxT=mask_BxT, p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+    if self.normalize_before:
+      x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
+    return x
+
+
+class Seq2SeqModel(nn.Module):
+  """The encoder-decoder model (module docstring).
+
+  Attributes:
+    vocab_size: ids of the (joint) vocabulary, padding, BOS and EOS included.
+    max_source_len / max_target_len: the longest source and target (EOS included); a
+      longer input raises.
+    d_model: width; dropout: embedding dropout.
+    share_embeddings: "all", "decoder" or "none" (module docstring).
+    encoder: keyword arguments of `luna_jax.Encoder` (mixer, num_layers, ...).
+    decoder: keyword arguments of `Decoder`.
+    decode: the decoder steps through its caches (see `generate`).
+  """
+
+  vocab_size: int
+  max_source_len: int
+  max_target_len: int
+  d_model: int
+  dropout: float = 0.1
+  share_embeddings: str = "all"
+  init_style: str = "xavier"
+  encoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  decode: bool = False
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32
+
+  def setup(self):
+    if self.share_embeddings not in SHARE_EMBEDDINGS:
+      raise ValueError(f"share_embeddings={self.share_embeddings!r} is not one of "
+                       f"{SHARE_EMBEDDINGS}.")
+    embed = lambda name: nn.Embed(  # noqa: E731 (fairseq's N(0, d^-1/2))
+        self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(self.d_model**-0.5),
+        dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    self.source_embed = embed("source_embed")
+    if self.share_embeddings != "all":
+      self.target_embed = embed("target_embed")
+    if self.share_embeddings == "none":
+      self.output_proj = nn.Dense(
+          self.vocab_size, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+          kernel_init=nn.initializers.normal(self.d_model**-0.5), name="output_proj")
+    self.embed_dropout = nn.Dropout(self.dropout)
+    self.encoder_stack = Encoder(**self.encoder, init_style=self.init_style,
+                                 dtype=self.dtype, param_dtype=self.param_dtype,
+                                 name="encoder")
+    self.decoder_stack = Decoder(**self.decoder, decode=self.decode,
+                                 init_style=self.init_style, dtype=self.dtype,
+                                 param_dtype=self.param_dtype, name="decoder")
+    if self.decode:
+      self.position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+
+  def _target_embed(self) -> nn.Embed:
+    return self.source_embed if self.share_embeddings == "all" else self.target_embed
+
+  def _embed(self, embed: nn.Embed, tokens_BxT: Array, deterministic: bool,
+             offset=None) -> Array:
+    """sqrt(d) E[tokens] + positions (offset, offset + 1, ... when decoding), dropout."""
+    t = tokens_BxT.shape[1]
+    if offset is None:
+      positions_TxD = common.sinusoidal_positions(t, self.d_model)
+    else:
+      positions_TxD = jax.lax.dynamic_slice_in_dim(
+          common.sinusoidal_positions(self.max_target_len, self.d_model), offset, t)
+    x = self.d_model**0.5 * embed(tokens_BxT) + positions_TxD[None].astype(self.dtype)
+    return self.embed_dropout(x, deterministic=deterministic)
+
+  def encode(self, source_BxS: Array, *, deterministic: bool = True) -> dict:
+    """{"memory": (B, S, D), "memory_mask": (B, S) True at real tokens, "p": (B, L, D)
+    for mixers with P}."""
+    if source_BxS.shape[-1] > self.max_source_len:
+      raise ValueError(f"sources have {source_BxS.shape[-1]} tokens but the model allows "
+                       f"max_source_len={self.max_source_len}; truncate them "
+                       "(translation.too_long=truncate) or raise max_source_len.")
+    mask_BxS = source_BxS != 0
+    x = self._embed(self.source_embed, source_BxS, deterministic)
+    memory, p = self.encoder_stack(x, mask_BxN=mask_BxS, deterministic=deterministic)
+    out = {"memory": memory, "memory_mask": mask_BxS}
+    if p is not None:
+      out["p"] = p
+    return out
+
+  def decode_logits(self, target_in_BxT: Array, encoded: dict, *,
+                    deterministic: bool = True) -> Array:
+    """Logits (B, T, V) in at least float32 for decoder inputs BOS y_1 ... y_{T-1} (in
+    decode mode: the next T inputs, after those already fed)."""
+    t = target_in_BxT.shape[-1]
+    offset = None
+    if self.decode:
+      offset = self.position.value
+      self.position.value = offset + t
+    elif t > self.max_target_len:
+      raise ValueError(f"targets have {t} tokens but the model allows max_target_len="
+                       f"{self.max_target_len}; truncate them or raise max_target_len.")
+    embed = self._target_embed()
+    y = self._embed(embed, target_in_BxT, deterministic, offset)
+    h = self.decoder_stack(
+        y, memory_BxMxD=encoded["memory"], memory_mask_BxM=encoded["memory_mask"],
+        p_BxLxD=encoded.get("p"), mask_BxT=None if self.decode else target_in_BxT != 0,
+        deterministic=deterministic)
+    logits = (self.output_proj(h) if self.share_embeddings == "none" else embed.attend(h))
+    return logits.astype(common.softmax_dtype(self.dtype))
+
+  def __call__(self, source_BxS: Array, target_in_BxT: Array, *,
+               deterministic: bool = True) -> Array:
+    """Teacher-forced logits (B, T, V)."""
+    encoded = self.encode(source_BxS, deterministic=deterministic)
+    return self.decode_logits(target_in_BxT, encoded, deterministic=deterministic)
+
+
+def shift_right(target_BxT: Array, bos_id: int) -> Array:
+  """Decoder inputs: BOS, then the targets without their last position (padding stays 0
+  after the end)."""
+  return jnp.concatenate([jnp.full_like(target_BxT[:, :1], bos_id), target_BxT[:, :-1]],
+                         axis=1) * jnp.concatenate(
+                             [jnp.ones_like(target_BxT[:, :1]), target_BxT[:, :-1] != 0],
+                             axis=1).astype(target_BxT.dtype)
+
+
+def empty_cache(model: Seq2SeqModel, encoded: dict, rows: int, max_len: int):
+  """The decoder's zero caches for `rows` rows and up to max_len steps (shapes only are
+  traced; nothing is computed)."""
+  decoder = model.clone(decode=True)
+  tokens = jnp.zeros((rows, max_len), jnp.int32)
+  shapes = jax.eval_shape(
+      lambda e: decoder.init(jax.random.key(0), tokens, e, method=Seq2SeqModel.decode_logits),
+      encoded)
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+
+
+def step_function(model: Seq2SeqModel, params, encoded: dict,
+                  never: tuple[int, ...] = (0,)):
+  """decoding.StepFn over the decoder's caches: (cache, tokens (R,)) -> (log probs (R, V),
+  cache), with the encoder output of the R rows closed over; ids in `never` (padding,
+  BOS) get log probability -inf-like, so they are never generated."""
+  decoder = model.clone(decode=True)
+  banned_V = jnp.zeros((model.vocab_size,), bool).at[jnp.asarray(never)].set(True)
+
+  def step(cache, tokens_R):
+    logits, variables = decoder.apply({"params": params, "cache": cache}, tokens_R[:, None],
+                                      encoded, method=Seq2SeqModel.decode_logits,
+                                      mutable=["cache"])
+    logits_RxV = jnp.where(banned_V, common.MASK_VALUE, logits[:, 0].astype(jnp.float32))
+    return jax.nn.log_softmax(logits_RxV, axis=-1), variables["cache"]
+
+  return step
+
+
+def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bos_id: int,
+             eos_id: int, beam_size: int = 1, length_penalty: float = 1.0) -> Array:
+  """Translations (B, max_len) of the sources: EOS-terminated, then padding. Greedy for
+  beam_size 1, else the best hypothesis of beam search. Jit it (fixed shapes)."""
+  if max_len > model.max_target_len:
+    raise ValueError(f"max_len={max_len} exceeds the model's max_target_len="
+                     f"{model.max_target_len}.")
+  encoded = model.apply({"params": params}, source_BxS, method=Seq2SeqModel.encode)
+  b = source_BxS.shape[0]
+  never = (0, bos_id)
+  if beam_size == 1:
+    cache = empty_cache(model, encoded, b, max_len)
+    return decoding.greedy_search(step_function(model, params, encoded, never), cache, batch=b,
+                                  max_len=max_len, bos_id=bos_id, eos_id=eos_id)
+  encoded = jax.tree.map(lambda a: jnp.repeat(a, beam_size, axis=0), encoded)
+  cache = empty_cache(model, encoded, b * beam_size, max_len)
+  tokens, _ = decoding.beam_search(
+      step_function(model, params, encoded, never), cache, batch=b, beam_size=beam_size,
+      max_len=max_len, bos_id=bos_id, eos_id=eos_id, length_penalty=length_penalty)
+  return tokens[:, 0]
