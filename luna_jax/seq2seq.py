@@ -49,13 +49,14 @@ class DecoderLayer(LayerBase):
   FFN (module docstring). ReLU FFN unless ffn_activation says otherwise."""
 
   mixer: str = "transformer"
-  settings: Any = None
+  settings: Any = None  # the mixer's settings object; None: its defaults
   layer_index: int = 0
 
   @nn.compact
   def __call__(self, x_BxTxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, mask_BxT=None,
                p_mask_BxL=None, deterministic: bool = True):
     spec = registry.get_mixer(self.mixer)
+    settings = spec.settings() if self.settings is None else self.settings
     base = dict(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
                 attention_dropout=self.attention_dropout,
                 activation_dropout=self.activation_dropout,
@@ -63,12 +64,12 @@ class DecoderLayer(LayerBase):
                 dtype=self.dtype, param_dtype=self.param_dtype)
     self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
                              name="self_mixing",
-                             **spec.fields_for_layer(self.settings, self.layer_index))
+                             **spec.fields_for_layer(settings, self.layer_index))
     x, p = self_mixing(x_BxTxD, p_BxLxD, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
                        deterministic=deterministic)
 
     cross = (spec.cross_attention or SoftmaxCrossAttention)(
-        num_heads=self.num_heads, settings=self.settings,
+        num_heads=self.num_heads, settings=settings,
         attention_dropout=self.attention_dropout, init_style=self.init_style,
         dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
     drop = nn.Dropout(self.dropout)

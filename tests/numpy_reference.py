@@ -277,3 +277,73 @@ def conv_layer(params, x, mask, heads, kernel_size, causal, dynamic):
   x = layer_norm(x + h, params["conv_norm"])
   ffn = linear(np.maximum(linear(x, params["ffn"]["fc1"]), 0), params["ffn"]["fc2"])
   return layer_norm(x + ffn, params["ffn_norm"])
+
+
+def sinusoidal(n, d):
+  """fairseq's table: row t = [sin(t w_0) .. sin(t w_{h-1}), cos(t w_0) .. cos(t w_{h-1})],
+  w_i = 10000^(-i / (h - 1)), h = d / 2 (d even)."""
+  h = d // 2
+  table = np.zeros((n, d))
+  for t in range(n):
+    for i in range(h):
+      w = 10000.0 ** (-i / (h - 1))
+      table[t, i], table[t, h + i] = math.sin(t * w), math.cos(t * w)
+  return table
+
+
+def relu_feed_forward(x, params):
+  return linear(np.maximum(linear(x, params["fc1"]), 0.0), params["fc2"])
+
+
+def cross_attention(params, x, memory, memory_mask, heads):
+  """Softmax encoder-decoder attention: x's rows attend to the real memory rows."""
+  out = []
+  for b in range(x.shape[0]):
+    q = linear(x[b], params["query"])
+    k, v = linear(memory[b], params["key"]), linear(memory[b], params["value"])
+    allowed = np.broadcast_to(memory_mask[b][None, :], (x.shape[1], memory.shape[1]))
+    out.append(linear(attention_heads(q, k, v, heads, allowed), params["out"]))
+  return np.stack(out)
+
+
+def luna_decoder_layer(params, x, p, memory, memory_mask, p_mask, heads, tied, pre_ln):
+  """The authors' LunaDecoderLayer: causal Luna self-attention with pquery = P (P
+  unchanged), then Luna attention packing the memory into P and unpacking it into x
+  (P = LN(P + Y_P) with its own norm), then the ReLU FFN; post-LN or pre-LN."""
+  s = params["self_mixing"]
+  c = params["cross_attention"]["attention"]
+  if pre_ln:
+    x = x + luna_causal(s["attention"], layer_norm(x, s["x_norm"]), p, None, p_mask, heads, tied)
+    xh, ph = layer_norm(x, params["cross_norm"]), layer_norm(p, params["cross_p_norm"])
+    yx, yp = luna_attention(c, xh, ph, memory, memory_mask, p_mask, heads, heads, tied)
+    x, p = x + yx, p + yp
+    return x + relu_feed_forward(layer_norm(x, params["ffn_norm"]), params["ffn"]), p
+  x = layer_norm(x + luna_causal(s["attention"], x, p, None, p_mask, heads, tied), s["x_norm"])
+  yx, yp = luna_attention(c, x, p, memory, memory_mask, p_mask, heads, heads, tied)
+  x = layer_norm(x + yx, params["cross_norm"])
+  p = layer_norm(p + yp, params["cross_p_norm"])
+  return layer_norm(x + relu_feed_forward(x, params["ffn"]), params["ffn_norm"]), p
+
+
+def transformer_decoder_layer(params, x, memory, memory_mask, heads):
+  """Pre-LN Transformer decoder layer: causal self-attention, cross-attention, ReLU FFN."""
+  s = params["self_mixing"]
+  x = x + multi_head_attention(s["attention"], layer_norm(x, s["x_norm"]), None, heads, True)
+  x = x + cross_attention(params["cross_attention"]["attention"],
+                          layer_norm(x, params["cross_norm"]), memory, memory_mask, heads)
+  return x + relu_feed_forward(layer_norm(x, params["ffn_norm"]), params["ffn"])
+
+
+def conv_decoder_layer(params, x, memory, memory_mask, heads, kernel_size, dynamic):
+  """Post-LN convolution decoder layer (Wu et al. 2019): the causal convolution block,
+  softmax encoder-decoder attention, the ReLU FFN."""
+  s = params["self_mixing"]
+  d = x.shape[-1]
+  h = linear(x, s["linear1"])
+  h = h[..., :d] / (1.0 + np.exp(-h[..., d:]))
+  conv = dynamicconv if dynamic else lightconv
+  h = linear(conv(s["conv"], h, heads, kernel_size, True), s["linear2"])
+  x = layer_norm(x + h, s["conv_norm"])
+  x = layer_norm(x + cross_attention(params["cross_attention"]["attention"], x, memory,
+                                     memory_mask, heads), params["cross_norm"])
+  return layer_norm(x + relu_feed_forward(x, params["ffn"]), params["ffn_norm"])

@@ -1,0 +1,210 @@
+"""The encoder-decoder model: decoder layers against float64 NumPy references, step-by-step
+decoding against the full pass for every decoder mixer, source padding, generation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from luna_jax import common, seq2seq
+from tests import numpy_reference as ref
+from tests.helpers import prefix_mask, random_mask, rel_err
+
+F64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+B, T, M, L, D, H = 2, 6, 7, 3, 8, 2
+
+
+def _layer_inputs(seed):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(B, T, D))
+  p = rng.normal(size=(B, L, D))
+  memory = rng.normal(size=(B, M, D))
+  return rng, x, p, memory, prefix_mask([M, 4], M)
+
+
+def _layer(mixer, settings, pre_ln, **kw):
+  return seq2seq.DecoderLayer(mixer=mixer, settings=settings, num_heads=H, ffn_dim=12,
+                              normalize_before=pre_ln, **F64, **kw)
+
+
+@pytest.mark.parametrize("pre_ln", [False, True])
+@pytest.mark.parametrize("tied", [False, True])
+def test_luna_decoder_layer_matches_the_reference(pre_ln, tied):
+  from luna_jax.mixers.luna import LunaSettings
+
+  rng, x, p, memory, memory_mask = _layer_inputs(int(pre_ln) + 2 * int(tied))
+  p_mask = random_mask(rng, B, L)
+  layer = _layer("luna", LunaSettings(proj_len=L, tied_kv=tied, chunk_size=2), pre_ln)
+  kw = dict(memory_BxMxD=memory, memory_mask_BxM=memory_mask, p_mask_BxL=p_mask)
+  params = layer.init(jax.random.key(0), x, p, **kw)["params"]
+  y, p_out = layer.apply({"params": params}, x, p, **kw)
+  want_y, want_p = ref.luna_decoder_layer(ref.to_np(params), x, p, memory, memory_mask,
+                                          p_mask, H, tied, pre_ln)
+  assert rel_err(y, want_y) < 1e-10
+  assert rel_err(p_out, want_p) < 1e-10
+
+
+def test_transformer_decoder_layer_matches_the_reference():
+  _, x, _, memory, memory_mask = _layer_inputs(5)
+  layer = _layer("transformer", None, True)
+  kw = dict(memory_BxMxD=memory, memory_mask_BxM=memory_mask)
+  params = layer.init(jax.random.key(1), x, None, **kw)["params"]
+  y, p_out = layer.apply({"params": params}, x, None, **kw)
+  assert p_out is None
+  want = ref.transformer_decoder_layer(ref.to_np(params), x, memory, memory_mask, H)
+  assert rel_err(y, want) < 1e-10
+
+
+@pytest.mark.parametrize("mixer", ["lightconv", "dynamicconv"])
+def test_convolution_decoder_layer_matches_the_reference(mixer):
+  from luna_jax.mixers.convolution import ConvSettings
+
+  _, x, _, memory, memory_mask = _layer_inputs(6)
+  layer = _layer(mixer, ConvSettings(kernel_sizes=(3,)), False)
+  kw = dict(memory_BxMxD=memory, memory_mask_BxM=memory_mask)
+  params = layer.init(jax.random.key(2), x, None, **kw)["params"]
+  y, _ = layer.apply({"params": params}, x, None, **kw)
+  want = ref.conv_decoder_layer(ref.to_np(params), x, memory, memory_mask, H, 3,
+                                mixer == "dynamicconv")
+  assert rel_err(y, want) < 1e-10
+
+
+def test_sinusoidal_positions_follow_fairseq():
+  np.testing.assert_allclose(common.sinusoidal_positions(9, 8), ref.sinusoidal(9, 8),
+                             atol=1e-6)
+
+
+OPTIONS = {"transformer": {}, "luna": {"proj_len": 3, "p_style": "seq2seq", "chunk_size": 2},
+           "lightconv": {"kernel_sizes": (3, 4)}, "dynamicconv": {"kernel_sizes": (2, 3)}}
+VOCAB, BOS, EOS = 12, 10, 11
+
+
+def _model(mixer, share="all", pre_ln=False):
+  stack = dict(mixer=mixer, num_layers=2, num_heads=2, ffn_dim=16, dropout=0.0,
+               attention_dropout=0.0, normalize_before=pre_ln, mixer_options=OPTIONS[mixer])
+  return seq2seq.Seq2SeqModel(vocab_size=VOCAB, max_source_len=9, max_target_len=8,
+                              d_model=8, dropout=0.0, share_embeddings=share,
+                              encoder=dict(stack, ffn_activation="relu"), decoder=stack,
+                              **F64)
+
+
+def _tokens(seed, b, n, pad_from=None):
+  tokens = np.random.default_rng(seed).integers(1, BOS, (b, n))
+  if pad_from is not None:
+    tokens[1, pad_from:] = 0
+  return jnp.asarray(tokens, jnp.int32)
+
+
+@pytest.mark.parametrize("mixer", list(OPTIONS))
+def test_decoding_step_by_step_equals_the_full_pass(mixer):
+  """One token per call, then several per call, through the caches of every layer."""
+  model = _model(mixer, share="decoder" if mixer == "luna" else "all",
+                 pre_ln=mixer == "transformer")
+  source, target = _tokens(0, 2, 9, pad_from=5), _tokens(1, 2, 8)
+  params = model.init(jax.random.key(3), source, target)["params"]
+  full = model.apply({"params": params}, source, target)
+  encoded = model.apply({"params": params}, source, method=seq2seq.Seq2SeqModel.encode)
+  decoder = model.clone(decode=True)
+  cache, pieces = seq2seq.empty_cache(model, encoded, 2, 8), []
+  for start, stop in [(0, 1), (1, 2), (2, 5), (5, 8)]:
+    logits, state = decoder.apply({"params": params, "cache": cache}, target[:, start:stop],
+                                  encoded, method=seq2seq.Seq2SeqModel.decode_logits,
+                                  mutable=["cache"])
+    cache = state["cache"]
+    pieces.append(logits)
+  assert rel_err(jnp.concatenate(pieces, axis=1), full) < 1e-10
+
+
+@pytest.mark.parametrize("mixer", list(OPTIONS))
+def test_source_padding_changes_nothing(mixer):
+  model = _model(mixer, share="none")
+  source, target = _tokens(2, 2, 6, pad_from=4), _tokens(3, 2, 5)
+  params = model.init(jax.random.key(4), source, target)["params"]
+  short = model.apply({"params": params}, source, target)
+  padded = model.apply({"params": params}, jnp.pad(source, ((0, 0), (0, 3))), target)
+  assert rel_err(padded, short) < 1e-10
+
+
+def test_a_target_position_sees_no_later_target_token():
+  model = _model("luna")
+  source, target = _tokens(4, 2, 7), _tokens(5, 2, 8)
+  params = model.init(jax.random.key(5), source, target)["params"]
+  before = model.apply({"params": params}, source, target)
+  after = model.apply({"params": params}, source, target.at[:, 5:].set(3))
+  np.testing.assert_allclose(after[:, :5], before[:, :5], rtol=1e-12, atol=1e-12)
+  assert not np.allclose(after[:, 5:], before[:, 5:])
+
+
+def test_greedy_generation_equals_rerunning_the_prefix():
+  """Greedy search through the caches gives the tokens of taking the argmax of a full
+  teacher-forced pass over the prefix at every step; a beam of one gives the same."""
+  model = _model("luna")
+  source = _tokens(6, 2, 9, pad_from=6)
+  params = model.init(jax.random.key(6), source, _tokens(7, 2, 8))["params"]
+  kw = dict(max_len=8, bos_id=BOS, eos_id=EOS)
+  greedy = jax.jit(lambda p, s: seq2seq.generate(model, p, s, **kw))(params, source)
+  beam1 = jax.jit(lambda p, s: seq2seq.generate(model, p, s, beam_size=1, **kw))(params, source)
+  np.testing.assert_array_equal(greedy, beam1)
+  # The prefix padded to 8 tokens: a position never sees the padding after it.
+  full = jax.jit(lambda prefix: model.apply({"params": params}, source, prefix))
+  prefix = np.zeros((2, 8), np.int32)
+  prefix[:, 0] = BOS
+  want = np.zeros((2, 8), np.int32)
+  done = np.zeros(2, bool)
+  for t in range(8):
+    logits = np.asarray(full(jnp.asarray(prefix))[:, t]).copy()
+    logits[:, [0, BOS]] = -np.inf
+    token = np.where(done, 0, np.argmax(logits, -1))
+    want[:, t] = token
+    done |= token == EOS
+    if t + 1 < 8:
+      prefix[:, t + 1] = np.where(done, 0, token)
+  np.testing.assert_array_equal(greedy, want)
+
+
+def test_beam_search_through_the_caches_equals_rerunning_the_prefix():
+  """Beam search reorders every cache by parent beam: its hypotheses equal those of a
+  step function that re-runs the whole prefix through the full model at each step."""
+  from luna_jax import decoding
+
+  model = _model("luna")
+  source = _tokens(8, 2, 9, pad_from=4)
+  params = model.init(jax.random.key(7), source, _tokens(9, 2, 8))["params"]
+  k, max_len = 3, 8
+  kw = dict(batch=2, beam_size=k, max_len=max_len, bos_id=BOS, eos_id=EOS, length_penalty=1.0)
+  rows = jnp.repeat(source, k, axis=0)
+
+  def rerun(state, tokens_R):
+    prefix_RxT, t = state
+    prefix_RxT = prefix_RxT.at[:, t].set(tokens_R)
+    logits = model.apply({"params": params}, rows, prefix_RxT)[:, t]
+    logits = jnp.where(jnp.isin(jnp.arange(VOCAB), jnp.asarray([0, BOS])), common.MASK_VALUE,
+                       logits)
+    return jax.nn.log_softmax(logits, axis=-1), (prefix_RxT, t + 1)
+
+  want, want_scores = jax.jit(lambda: decoding.beam_search(
+      rerun, (jnp.zeros((2 * k, max_len), jnp.int32), jnp.int32(0)), **kw))()
+  encoded = jax.tree.map(lambda a: jnp.repeat(a, k, axis=0),
+                         model.apply({"params": params}, source,
+                                     method=seq2seq.Seq2SeqModel.encode))
+  got, got_scores = jax.jit(lambda: decoding.beam_search(
+      seq2seq.step_function(model, params, encoded, (0, BOS)),
+      seq2seq.empty_cache(model, encoded, 2 * k, max_len), **kw))()
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)  # float32 sums
+
+
+def test_too_long_inputs_raise_a_clear_error():
+  model = _model("transformer")
+  source = _tokens(10, 2, 9)
+  params = model.init(jax.random.key(8), source, _tokens(11, 2, 8))["params"]
+  with pytest.raises(ValueError, match="max_source_len=9"):
+    model.apply({"params": params}, _tokens(12, 2, 10), _tokens(11, 2, 8))
+  with pytest.raises(ValueError, match="max_target_len=8"):
+    model.apply({"params": params}, source, _tokens(11, 2, 9))
+
+
+def test_shift_right_starts_with_bos_and_keeps_padding():
+  target = jnp.asarray([[5, 6, EOS, 0], [7, EOS, 0, 0]])
+  np.testing.assert_array_equal(seq2seq.shift_right(target, BOS),
+                                [[BOS, 5, 6, EOS], [BOS, 7, EOS, 0]])
