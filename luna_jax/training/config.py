@@ -40,9 +40,31 @@ def base_config() -> ml_collections.ConfigDict:
   c.generate_listops_examples = 96_000  # ListOps train size generated on first use; 0: never
   c.generate_eval_examples = 0  # ... and its validation and test size each; 0: LRA's 2,000 per 96,000
   c.seed = 0  # parameters, dropout and data order
+  # task=translation (objective=seq2seq): a folder made by `python -m luna_jax.data
+  # prepare_translation` (or generated on first use, translation.generate).
+  c.translation_dir = ""
+  c.translation = t = ml_collections.ConfigDict()
+  t.generate = 0  # > 0: generate the offline reordering task (data/toy_translation.py)
+  #                 with this many training pairs into translation_dir when it is empty
+  t.generate_eval = 500  # ... and this many validation and test pairs each
+  t.vocab_size = 8000  # joint SentencePiece pieces when generating
+  t.max_source_len = 256  # tokens per source, EOS included
+  t.max_target_len = 256  # tokens per target, EOS included
+  t.too_long = "truncate"  # a longer pair: truncate (counted in the summary) | error
+  t.max_tokens = 4096  # tokens per batch (rows x padded length), over all devices
+  t.decoder_layers = 6  # decoder layers (model.num_layers: the encoder's)
+  t.share_embeddings = "all"  # all (source, target, output) | decoder | none
+  t.label_smoothing = 0.1
+  t.select = "loss"  # the best checkpoint by validation loss | bleu
+  t.beam_size = 4  # generation (validation BLEU, test BLEU, translate.py)
+  t.length_penalty = 0.6  # GNMT length penalty ((5 + m) / 6) ** lp
+  t.max_len_a = 1.2  # generate at most a * source length + b tokens
+  t.max_len_b = 10
+  t.val_bleu_sentences = 500  # validation BLEU on the first N pairs (0: all, -1: none)
 
   # --- Objective and pre-training ------------------------------------------------------
   c.objective = "classify"  # classify (the task's label) | mlm | clm (language modelling)
+  #                             | seq2seq (task=translation)
   c.mlm = ml_collections.ConfigDict()
   c.mlm.mask_rate = 0.15  # real tokens predicted per example (BERT)
   c.mlm.mask_fraction = 0.8  # ... of which become [MASK]
@@ -148,9 +170,10 @@ def mixer_settings(config):
     raise ValueError(f"invalid config: model.{name}.{e}") from None
 
 
-def build_model(config, task: Task | None = None) -> LraClassifier | LanguageModel:
-  """The model the config describes: the task's classifier, or a language model when
-  config.objective is mlm or clm; `task` saves looking config.task up again."""
+def build_model(config, task: Task | None = None):
+  """The model the config describes: the task's classifier, a language model when
+  config.objective is mlm or clm, a translation model for seq2seq; `task` saves looking
+  config.task up again."""
   task = task or task_of(config)
   m = config.model
   normalize_before = {"default": None, "pre": True, "post": False}[m.layer_norm]
@@ -158,6 +181,8 @@ def build_model(config, task: Task | None = None) -> LraClassifier | LanguageMod
                  ffn_dim=m.ffn_dim, dropout=m.dropout, attention_dropout=m.attention_dropout,
                  activation_dropout=m.activation_dropout, normalize_before=normalize_before,
                  causal=m.causal, mixer_options=mixer_settings(config))
+  if config.objective == "seq2seq":
+    return _translation_model(config, task, encoder, normalize_before)
   if config.objective != "classify":
     return LanguageModel(
         vocab_size=lm_vocab_size(task.vocab.size), max_len=config.max_len,
@@ -170,6 +195,22 @@ def build_model(config, task: Task | None = None) -> LraClassifier | LanguageMod
       encoder=encoder, dtype=DTYPES[m.dtype])
 
 
+def _translation_model(config, task, encoder, normalize_before):
+  from luna_jax.seq2seq import Seq2SeqModel
+
+  m, t = config.model, config.translation
+  if normalize_before is None:
+    normalize_before = registry.get_mixer(m.name).normalize_before
+  decoder = dict(encoder, num_layers=t.decoder_layers, normalize_before=normalize_before,
+                 ffn_activation="relu")
+  del decoder["causal"]
+  return Seq2SeqModel(
+      vocab_size=task.vocab.size, max_source_len=t.max_source_len,
+      max_target_len=t.max_target_len, d_model=m.d_model, dropout=m.dropout,
+      share_embeddings=t.share_embeddings, init_style=m.init_style,
+      encoder=dict(encoder, ffn_activation="relu"), decoder=decoder, dtype=DTYPES[m.dtype])
+
+
 def task_of(config) -> Task:
   """The task record of config.task: an LRA task, or "corpus" (config.corpus_dir)."""
   if config.task == "corpus":
@@ -178,6 +219,12 @@ def task_of(config) -> Task:
     from luna_jax.data import corpus
 
     return corpus.corpus_task(config.corpus_dir)
+  if config.task == "translation":
+    _require(bool(config.translation_dir), "task=translation needs translation_dir, a "
+             "folder made by `python -m luna_jax.data prepare_translation`.")
+    from luna_jax.data import translation
+
+    return translation.translation_task(config.translation_dir)
   return get_task(config.task, config.difficulty)
 
 
@@ -234,6 +281,10 @@ def _validate_objective(config) -> None:
   if config.task == "corpus":
     _require(config.objective != "classify", "a corpus has no labels: set objective=mlm "
              "(bidirectional) or objective=clm (with model.causal=True).")
+  _require((config.objective == "seq2seq") == (config.task == "translation"),
+           "objective=seq2seq and task=translation go together.")
+  if config.objective == "seq2seq":
+    _validate_translation(config)
   if config.pack_documents:
     _require(config.task == "corpus", "pack_documents is for task=corpus.")
     reason = registry.get_mixer(m.name).no_segments_because
@@ -258,3 +309,28 @@ def _validate_objective(config) -> None:
              f"pretrain.objective={p.objective!r}.")
     _require(not config.init_from, "pretrain.objective and init_from both say where the "
              "weights come from: set one.")
+
+
+def _validate_translation(config) -> None:
+  from luna_jax.data.translation import TOO_LONG
+  from luna_jax.seq2seq import SHARE_EMBEDDINGS
+
+  m, t = config.model, config.translation
+  spec = registry.get_mixer(m.name)
+  _require(not spec.not_causal_because, f"model.name={m.name!r} cannot be a decoder: "
+           f"{spec.not_causal_because}")
+  _require(not m.causal, "model.causal is for language models; a translation model's "
+           "encoder is bidirectional and its decoder causal.")
+  _require(t.too_long in TOO_LONG, f"translation.too_long={t.too_long!r} is not one of "
+           f"{TOO_LONG}.")
+  _require(t.share_embeddings in SHARE_EMBEDDINGS, f"translation.share_embeddings="
+           f"{t.share_embeddings!r} is not one of {SHARE_EMBEDDINGS}.")
+  _require(t.select in ("loss", "bleu"), f"translation.select={t.select!r} is not one of "
+           "'loss', 'bleu'.")
+  _require(t.select != "bleu" or t.val_bleu_sentences >= 0, "translation.select=bleu needs "
+           "validation BLEU: set translation.val_bleu_sentences >= 0.")
+  for name in ("max_source_len", "max_target_len", "max_tokens", "decoder_layers",
+               "beam_size"):
+    _require(t[name] > 0, f"translation.{name} must be positive, got {t[name]}.")
+  _require(0 <= t.label_smoothing < 1, f"translation.label_smoothing={t.label_smoothing} "
+           "must be in [0, 1).")

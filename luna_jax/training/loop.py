@@ -35,13 +35,28 @@ class NonFiniteLossError(FloatingPointError):
 
 def ensure_data(config, task) -> None:
   """Generates ListOps on first use; any other missing task stops with the command."""
-  if task.name == "corpus":
+  if task.name in ("corpus", "translation"):
     return  # read_meta has already checked the folder (Run.create)
   data.ensure_prepared(
       task, config.data_dir,
       generate=config.generate_listops_examples if task.name == "listops" else 0,
       num_eval_examples=config.generate_eval_examples or None, progress=config.progress_bar,
       lead=jax.process_index() == 0, barrier=lambda: _sync("listops_generated"))
+
+
+def ensure_translation_data(config) -> None:
+  """Generates the offline translation task into translation_dir on first use when
+  translation.generate > 0 (before the config is validated: its vocabulary comes from
+  the SentencePiece model trained here)."""
+  t = config.translation
+  if config.task != "translation" or not t.generate or not config.translation_dir:
+    return
+  from luna_jax.data import translation
+
+  if jax.process_index() == 0 and not translation.is_prepared(config.translation_dir):
+    translation.generate_and_prepare(config.translation_dir, t.generate, t.generate_eval,
+                                     t.vocab_size, config.seed)
+  _sync("translation_generated")
 
 
 def _sync(name: str) -> None:
@@ -67,7 +82,7 @@ class Trainer:
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
     self.replicated = NamedSharding(run.mesh, P())
     self.batch_sharding = NamedSharding(run.mesh, P("data"))
-    example = jnp.zeros(run.input_shape(), jnp.int32)
+    example = run.example_inputs()
     init = lambda: create_state(run.model, self.tx, config.seed, example)  # noqa: E731
     shapes = jax.eval_shape(init)
     self.state_sharding = jax.tree.map(lambda _: self.replicated, shapes)
@@ -94,17 +109,20 @@ class Trainer:
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
             for k, v in batch.items()}
 
-  def evaluate(self, params, split: str, max_batches: int = 0) -> dict:
+  def evaluate(self, params, split: str, max_batches: int = 0,
+               validation: bool = False) -> dict:
     """The objective's metrics over a split (or its first batches): accuracy, loss and
     the majority-class rate for classification; token accuracy, loss and perplexity for
-    language models."""
+    language and translation models, and BLEU for translation."""
     totals = None
     for i, batch in enumerate(self.run.dataset(split, num_epochs=1, shuffle=False)):
       if max_batches and i >= max_batches:
         break
       sums = self.eval_step(params, self.to_global(batch), jnp.asarray(i, jnp.int32))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return self.objective.summarize(jax.tree.map(np.asarray, jax.device_get(totals)))
+    metrics = self.objective.summarize(jax.tree.map(np.asarray, jax.device_get(totals)))
+    metrics.update(self.objective.extra_metrics(self, params, split, validation))
+    return metrics
 
   def improved(self, metrics: dict, best: dict) -> bool:
     """Whether validation `metrics` beat the best record so far."""
@@ -136,6 +154,7 @@ def train_and_evaluate(config, workdir, *,
     return pretrain_then_finetune(config, workdir, train_and_evaluate,
                                   step_callback=step_callback)
   start_time = time.time()
+  ensure_translation_data(config)
   run = Run.create(config, workdir)
   ensure_data(run.config, run.task)
   trainer = Trainer(run)
@@ -212,10 +231,12 @@ def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_call
           step_callback(step, logged)
         window = []
       if validate:
-        val = trainer.evaluate(state.params, "validation", config.max_eval_batches)
+        val = trainer.evaluate(state.params, "validation", config.max_eval_batches,
+                               validation=True)
         writer.write(step, "validation", val)
+        bleu = f", BLEU {val['bleu']:.2f}" if "bleu" in val else ""
         progress.message(f"step {step}: validation accuracy {val['accuracy']:.4f} "
-                         f"(loss {val['loss']:.4f})")
+                         f"(loss {val['loss']:.4f}{bleu})")
         if trainer.improved(val, best):
           best = {f"val_{trainer.objective.select}": val[trainer.objective.select],
                   "step": step}
@@ -241,10 +262,14 @@ def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, ste
     params, used = state.params, f"the final state (step {step})"
   test = trainer.evaluate(params, "test")
   writer.write(step, "test", test)
+  if run.task.name == "translation":  # how many pairs did not fit the model
+    test["truncated_pairs"] = {s: run.translation_pairs(s).truncated
+                               for s in ("train", "validation", "test")}
   return {
       "task": config.task, "mechanism": config.model.name, "objective": config.objective,
       "steps": step, f"best_val_{select}": best[f"val_{select}"], "best_step": best["step"],
       **{f"test_{k}": v for k, v in test.items()}, "checkpoint_used": used,
+      **({"copy_bleu": test["copy_bleu"]} if "copy_bleu" in test else {}),
       "wall_time_s": time.time() - start_time,
       # Official or generated data, and which: recorded by `prepare`.
       "data_provenance": _provenance(run),
@@ -252,6 +277,10 @@ def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, ste
 
 
 def _provenance(run: Run):
+  if run.task.name == "translation":
+    from luna_jax.data.translation import read_meta
+
+    return read_meta(run.config.translation_dir)
   if run.task.name == "corpus":
     from luna_jax.data.corpus import read_meta
 
@@ -261,6 +290,10 @@ def _provenance(run: Run):
 
 def describe_summary(summary: dict) -> str:
   """The summary's closing line."""
+  if summary.get("objective") == "seq2seq":
+    return (f"Test BLEU {summary['test_bleu']:.2f} (copying the source: "
+            f"{summary['copy_bleu']:.2f}; perplexity {summary['test_perplexity']:.3f}) "
+            f"with {summary['checkpoint_used']}; wall time {summary['wall_time_s']:.0f} s.")
   if summary.get("objective", "classify") == "classify":
     return (f"Test accuracy {summary['test_accuracy']:.4f} with "
             f"{summary['checkpoint_used']}; majority class "

@@ -1,5 +1,6 @@
 """What a run optimises: classification (the LRA tasks), masked or causal language
-modelling (pre-training). The loop, steps and checkpoints know only this interface.
+modelling (pre-training), translation. The loop, steps and checkpoints know only this
+interface.
 
 An objective turns (model, params, batch, key) into metric sums over a batch: the loss
 summed over predicted items ("loss_sum"), the correct predictions ("correct") and the
@@ -16,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from luna_jax import lm
+from luna_jax import lm, losses
 
-OBJECTIVES = ("classify", "mlm", "clm")
+OBJECTIVES = ("classify", "mlm", "clm", "seq2seq")
 
 
 def _sums(logits, labels, weights) -> dict:
@@ -55,6 +56,10 @@ class Classification:
       sums["label_counts"] = jnp.zeros((self.num_classes,), jnp.float32).at[
           batch["label"]].add(batch["weight"])
     return sums
+
+  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
+    del trainer, params, split, validation
+    return {}
 
   def summarize(self, totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)
@@ -97,6 +102,10 @@ class LanguageModelling:
       sums["documents"] = jnp.sum(doc_weight)
     return sums
 
+  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
+    del trainer, params, split, validation
+    return {}
+
   def summarize(self, totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)
     loss = float(totals["loss_sum"]) / count
@@ -105,10 +114,67 @@ class LanguageModelling:
             "examples": float(totals["documents"])}
 
 
+@dataclasses.dataclass(frozen=True)
+class Translation:
+  """Label-smoothed cross-entropy of the target tokens given the source (teacher forced:
+  the decoder reads BOS y_1 .. y_{T-1}); loss, accuracy and perplexity (of the plain
+  NLL) over target tokens, EOS included. BLEU of generated translations comes from
+  `extra_metrics`. The best checkpoint has the lowest validation loss, or the highest
+  validation BLEU (select="bleu")."""
+
+  bos_id: int
+  label_smoothing: float = 0.1
+  select: str = "loss"
+  name: str = "seq2seq"
+
+  @property
+  def higher_is_better(self) -> bool:
+    return self.select == "bleu"
+
+  def sums(self, model, params, batch, key, train: bool) -> dict:
+    from luna_jax.seq2seq import shift_right
+
+    target = batch["target"]
+    rngs = {"dropout": key} if train else {}
+    logits = model.apply({"params": params}, batch["source"], shift_right(target, self.bos_id),
+                         deterministic=not train, rngs=rngs)
+    weights = (target != 0).astype(jnp.float32) * batch["weight"][:, None]
+    smoothed, nll = losses.label_smoothed_nll(logits, target, self.label_smoothing)
+    correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
+    sums = {"loss_sum": jnp.sum(smoothed * weights), "correct": jnp.sum(correct * weights),
+            "count": jnp.sum(weights)}
+    if not train:
+      sums["nll_sum"] = jnp.sum(nll * weights)
+      sums["sentences"] = jnp.sum(batch["weight"])
+    return sums
+
+  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
+    """BLEU of the generated translations (validation: of the first
+    translation.val_bleu_sentences pairs; none when it is -1)."""
+    from luna_jax.training import translation_eval
+
+    limit = trainer.run.config.translation.val_bleu_sentences if validation else 0
+    if limit < 0:
+      return {}
+    return translation_eval.bleu_metrics(trainer, params, split, limit)
+
+  def summarize(self, totals: dict) -> dict:
+    count = max(float(totals["count"]), 1.0)
+    nll = float(totals["nll_sum"]) / count
+    return {"accuracy": float(totals["correct"]) / count,
+            "loss": float(totals["loss_sum"]) / count, "nll_loss": nll,
+            "perplexity": math.exp(min(nll, 700.0)), "tokens": float(totals["count"]),
+            "examples": float(totals["sentences"])}
+
+
 def for_config(config, task):
   """The objective `config.objective` names, for `task`."""
   if config.objective == "classify":
     return Classification(task.num_classes)
+  if config.objective == "seq2seq":
+    t = config.translation
+    return Translation(bos_id=task.vocab.cls_id, label_smoothing=t.label_smoothing,
+                       select=t.select)
   m = config.mlm
   return LanguageModelling(
       name=config.objective, num_tokens=task.vocab.num_tokens,

@@ -9,12 +9,12 @@ import dataclasses
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
 from luna_jax import data
-from luna_jax.model import LraClassifier
 from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 
@@ -38,7 +38,7 @@ class Run:
     data_dir: config.data_dir with ~ expanded.
     input_cfg: the tokenisation settings of the pipeline (length, CLS, EOS).
     mesh: one "data" axis over every device of every process.
-    model: the classifier the config describes.
+    model: the model the config describes (classifier, language or translation model).
   """
 
   config: ml_collections.ConfigDict
@@ -47,7 +47,7 @@ class Run:
   data_dir: pathlib.Path
   input_cfg: data.InputConfig
   mesh: Mesh
-  model: LraClassifier
+  model: object
 
   @classmethod
   def create(cls, config, workdir) -> Run:
@@ -82,14 +82,21 @@ class Run:
     """The workdir's checkpoints (close it, or use it in a `with` block)."""
     return Checkpointer(self.checkpoint_dir, self.config.keep_checkpoints)
 
-  def input_shape(self) -> tuple[int, ...]:
-    """The token array of one example the model reads: (1, 2, max_len) for classifying
-    pairs, else (1, max_len) (language models read pairs as single documents)."""
+  def example_inputs(self) -> tuple:
+    """The model's inputs for one example (what its parameters are made from): tokens
+    (1, 2, max_len) for classifying pairs, else (1, max_len) (language models read pairs
+    as single documents); (source, target) of 8 tokens each for translation."""
+    if self.config.objective == "seq2seq":
+      return (jnp.ones((1, 8), jnp.int32),) * 2
     pairs = self.task.pair and self.config.objective == "classify"
-    return (1, 2, self.config.max_len) if pairs else (1, self.config.max_len)
+    shape = (1, 2, self.config.max_len) if pairs else (1, self.config.max_len)
+    return (jnp.zeros(shape, jnp.int32),)
 
   def dataset(self, split: str, **kw):
-    """This process's batches of a split (see `luna_jax.data.make_dataset`)."""
+    """This process's batches of a split (see `luna_jax.data.make_dataset`; translation:
+    `luna_jax.data.translation.TokenBatches`)."""
+    if self.task.name == "translation":
+      return self._token_batches(split, **kw)
     if self.task.name == "corpus" and "source" not in kw:
       from luna_jax.data.corpus import CorpusRows
 
@@ -100,3 +107,21 @@ class Run:
         self.task, split, self.data_dir, self.input_cfg, global_batch=self.config.batch_size,
         seed=self.config.seed, process_index=jax.process_index(),
         process_count=jax.process_count(), **kw)
+
+  def translation_pairs(self, split: str):
+    from luna_jax.data.translation import TranslationPairs
+
+    t = self.config.translation
+    return TranslationPairs(self.config.translation_dir, split, t.max_source_len,
+                            t.max_target_len, t.too_long)
+
+  def _token_batches(self, split: str, num_epochs=None, shuffle=None):
+    from luna_jax.data.translation import TokenBatches
+
+    config = self.config
+    return TokenBatches(
+        self.translation_pairs(split), max_tokens=config.translation.max_tokens,
+        rows_multiple=jax.device_count() * config.optimizer.grad_accum_steps,
+        seed=config.seed, shuffle=split == "train" if shuffle is None else shuffle,
+        num_epochs=num_epochs, process_index=jax.process_index(),
+        process_count=jax.process_count())

@@ -24,8 +24,11 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def create_state(model, tx, seed: int, example_inputs) -> TrainState:
+  """example_inputs: the model's positional inputs (an array, or a tuple of them)."""
   params_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
-  params = model.init({"params": params_key}, example_inputs)["params"]
+  if not isinstance(example_inputs, tuple):
+    example_inputs = (example_inputs,)
+  params = model.init({"params": params_key}, *example_inputs)["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     rng=dropout_key)
 

@@ -1,0 +1,94 @@
+"""BLEU of a translation model's generated output on a split, with sacrebleu.
+
+Sources are read in the split's token batches, translated by jitted beam (or greedy)
+search through the decoder's caches (`luna_jax.seq2seq.generate`, at most
+a * source length + b tokens), detokenised by the SentencePiece model and scored with
+sacrebleu's corpus BLEU (its default 13a tokenisation) against the raw reference
+sentences. `copy_bleu` scores the raw source sentences as if they were translations: the
+floor a model must beat.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from luna_jax import seq2seq
+
+
+def generation_length(config, source_len: int) -> int:
+  t = config.translation
+  return max(1, min(t.max_target_len, int(t.max_len_a * source_len + t.max_len_b)))
+
+
+# id(model) -> (model, its jitted generator): compiled once per model and shape. The model
+# is kept in the value, so its id is not reused while the entry lives.
+_GENERATORS: dict = {}
+
+
+def generator(run):
+  """run's jitted (params, source_BxS, max_len) -> tokens (B, max_len)."""
+  t = run.config.translation
+  key = (id(run.model), t.beam_size, float(t.length_penalty))
+  if key not in _GENERATORS:
+    model, vocab = run.model, run.task.vocab
+
+    def generate(params, source_BxS, max_len):
+      return seq2seq.generate(model, params, source_BxS, max_len=max_len,
+                              bos_id=vocab.cls_id, eos_id=vocab.eos_id,
+                              beam_size=t.beam_size, length_penalty=t.length_penalty)
+
+    _GENERATORS[key] = (model, jax.jit(generate, static_argnums=2))
+  return _GENERATORS[key][1]
+
+
+def _local(a) -> np.ndarray:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return np.asarray(a)
+
+
+def translate_split(run, params, split: str, limit: int = 0, to_global=None) -> dict:
+  """{pair index: generated token ids (up to EOS, excluded)} for the split's pairs
+  (the first `limit` of them; 0: all). to_global: batch dict -> global arrays."""
+  generate = generator(run)
+  eos = run.task.vocab.eos_id
+  out = {}
+  for batch in run.dataset(split, num_epochs=1, shuffle=False):
+    if limit and not np.any((batch["index"] >= 0) & (batch["index"] < limit)):
+      continue
+    source = {"source": batch["source"], "index": batch["index"]}
+    if to_global is not None:
+      source = to_global(source)
+    tokens = _local(generate(params, source["source"],
+                             generation_length(run.config, batch["source"].shape[1])))
+    indices = _local(source["index"])
+    for index, row in zip(indices, tokens, strict=True):
+      if index < 0 or (limit and index >= limit):
+        continue
+      row = [int(x) for x in row]
+      out[int(index)] = row[:row.index(eos)] if eos in row else [x for x in row if x]
+  return out
+
+
+def bleu_metrics(trainer, params, split: str, limit: int = 0) -> dict:
+  """{"bleu", "copy_bleu", "bleu_sentences"} on the split (its first `limit` pairs)."""
+  import sacrebleu
+
+  from luna_jax.data import translation
+
+  run = trainer.run
+  folder = run.config.translation_dir
+  hypotheses = translate_split(run, params, split, limit, trainer.to_global)
+  tokenizer = translation.load_tokenizer(folder)
+  order = sorted(hypotheses)
+  refs = translation.raw_sentences(folder, split, "target")
+  sources = translation.raw_sentences(folder, split, "source")
+  hyps = [tokenizer.decode(hypotheses[i]) for i in order]
+  chosen_refs = [refs[i] for i in order]
+  return {"bleu": sacrebleu.corpus_bleu(hyps, [chosen_refs]).score,
+          "copy_bleu": sacrebleu.corpus_bleu([sources[i] for i in order],
+                                             [chosen_refs]).score,
+          "bleu_sentences": float(len(order))}
