@@ -46,10 +46,21 @@ def main(argv=None) -> int:
                  "for validation and again for test, when the input has no splits")
   c.add_argument("--seed", type=int, default=0)
   c.add_argument("--tfds_data_dir", help="tfds data directory for tfds:NAME")
+  t = commands.add_parser("prepare_translation", help="tokenise parallel text for "
+                          "translation into --out (task=translation, translation_dir=OUT)")
+  t.add_argument("input", help="a folder of train/valid/test.SRC and .TGT files (one "
+                 "sentence per line), or tfds:NAME (e.g. tfds:wmt14_translate/de-en)")
+  t.add_argument("--src", required=True, help="source language suffix / tfds field")
+  t.add_argument("--tgt", required=True, help="target language suffix / tfds field")
+  t.add_argument("--out", required=True, help="the folder to write")
+  t.add_argument("--vocab_size", type=int, default=8000, help="joint SentencePiece pieces")
+  t.add_argument("--tfds_data_dir", help="tfds data directory for tfds:NAME")
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.WARNING)
   if args.command == "prepare_corpus":
     return _prepare_corpus(args)
+  if args.command == "prepare_translation":
+    return _prepare_translation(args)
   try:
     path = prepare(args.task, args.data_dir, source=args.source, release_dir=args.release_dir,
                    manual_dir=args.manual_dir, num_examples=args.num_examples,
@@ -77,6 +88,21 @@ def _prepare_corpus(args) -> int:
   sizes = ", ".join(f"{k} {v['documents']} documents / {v['tokens']} tokens"
                     for k, v in meta["splits"].items())
   print(f"corpus ({meta['tokenizer']}, {meta['num_tokens']} tokens in the vocabulary) "
+        f"prepared in {args.out}: {sizes}")
+  return 0
+
+
+def _prepare_translation(args) -> int:
+  from luna_jax.data.translation import TranslationDataError, prepare_translation
+
+  try:
+    meta = prepare_translation(args.input, args.out, src=args.src, tgt=args.tgt,
+                               vocab_size=args.vocab_size, tfds_data_dir=args.tfds_data_dir)
+  except (TranslationDataError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  sizes = ", ".join(f"{k} {v['sentences']} pairs" for k, v in meta["splits"].items())
+  print(f"parallel text ({meta['src']}-{meta['tgt']}, {meta['num_tokens']} joint pieces) "
         f"prepared in {args.out}: {sizes}")
   return 0
 

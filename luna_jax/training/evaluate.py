@@ -19,12 +19,25 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def load_run(workdir, data_dir: Optional[str] = None) -> Run:
-  """The run of a workdir, rebuilt from its own config (data_dir: read the data there)."""
+def load_run(workdir, data_dir: Optional[str] = None,
+             translation_overrides: Optional[dict] = None) -> Run:
+  """The run of a workdir, rebuilt from its own config (data_dir: read the data there;
+  translation_overrides: generation settings such as beam_size)."""
   config = load_config(workdir)
   if data_dir is not None:
     config.data_dir = data_dir
+  for key, value in (translation_overrides or {}).items():
+    config.translation[key] = value
   return Run.create(config, workdir)
+
+
+def load_run_and_params(workdir, checkpoint: str = "best", **kw):
+  """(a Trainer of the workdir's run, the parameters of its best, latest or given step's
+  checkpoint)."""
+  trainer = Trainer(load_run(workdir, **kw))
+  with trainer.run.checkpointer() as ckpt:
+    params, _ = ckpt.restore_params(checkpoint, trainer.abstract_state)
+  return trainer, params
 
 
 def evaluate_workdir(workdir, checkpoint: str = "best", split: str = "test",

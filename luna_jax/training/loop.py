@@ -82,6 +82,7 @@ class Trainer:
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
     self.replicated = NamedSharding(run.mesh, P())
     self.batch_sharding = NamedSharding(run.mesh, P("data"))
+    self.rows_multiple = jax.device_count()  # a batch's rows divide among the devices
     example = run.example_inputs()
     init = lambda: create_state(run.model, self.tx, config.seed, example)  # noqa: E731
     shapes = jax.eval_shape(init)

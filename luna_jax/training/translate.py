@@ -1,0 +1,40 @@
+"""Translating raw sentences with a trained workdir's model (translate.py's engine)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from luna_jax.data import translation
+from luna_jax.training import translation_eval
+
+
+def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
+                        ) -> tuple[list[str], int]:
+  """(translations in the input order, how many sources were truncated to fit the
+  model's max_source_len). Sentences are sorted by length and batched in the lengths of
+  the training buckets, so few shapes compile."""
+  run = trainer.run
+  t = run.config.translation
+  tokenizer = translation.load_tokenizer(run.config.translation_dir)
+  eos = run.task.vocab.eos_id
+  encoded = [np.append(tokenizer.encode(s)[:t.max_source_len - 1], eos) for s in sentences]
+  truncated = sum(len(tokenizer.encode(s)) + 1 > t.max_source_len for s in sentences)
+  buckets = translation.bucket_lengths(t.max_source_len)
+  rows = max(rows // trainer.rows_multiple, 1) * trainer.rows_multiple
+  generate = translation_eval.generator(run)
+  order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+  out = [""] * len(encoded)
+  for start in range(0, len(order), rows):
+    chunk = order[start:start + rows]
+    length = buckets[int(np.searchsorted(buckets, max(len(encoded[i]) for i in chunk)))]
+    source = np.zeros((rows, length), np.int32)
+    for r, i in enumerate(chunk):
+      source[r, :len(encoded[i])] = encoded[i]
+    batch = trainer.to_global({"source": source})
+    tokens = translation_eval._local(generate(params, batch["source"],
+                                              translation_eval.generation_length(
+                                                  run.config, length)))
+    for r, i in enumerate(chunk):
+      row = [int(x) for x in tokens[r]]
+      out[i] = tokenizer.decode(row[:row.index(eos)] if eos in row else row)
+  return out, truncated

@@ -1,0 +1,181 @@
+"""Translation data (the generated task, preparation, pairs, token batches) and the
+seq2seq run: resume, BLEU in the summary, translate.py."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from luna_jax.data import toy_translation, translation
+from luna_jax.training import base_config, train_and_evaluate
+from tests.training_fixtures import latest_params, train_killed_then_resumed
+
+SIZES = {"train": 300, "valid": 20, "test": 20}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  root = tmp_path_factory.mktemp("translation")
+  raw = toy_translation.write_parallel_text(root / "raw", SIZES, seed=3)
+  translation.prepare_translation(str(raw), root / "prepared", src="src", tgt="tgt",
+                                  vocab_size=150)
+  return root / "prepared"
+
+
+def test_the_generated_task_needs_translation_and_reordering():
+  lex = toy_translation.lexicon(0)
+  assert len(set(lex.values())) == len(lex)  # one-to-one
+  back = {v: k for k, v in lex.items()}
+  rng = np.random.default_rng(0)
+  moved = 0
+  for _ in range(50):
+    source, target = toy_translation.sentence_pair(rng, lex)
+    src_words, tgt_words = source.split(), [back.get(w, w) for w in target.split()]
+    assert sorted(src_words) == sorted(tgt_words)  # every word translated, numbers kept
+    verbs = [w for w in src_words if w in toy_translation.VERBS]
+    assert tgt_words[-1] == verbs[0]  # the verb goes last (SOV)
+    assert not set(target.split()) & (set(src_words) - {w for w in src_words if w.isdigit()})
+    moved += src_words != tgt_words
+  assert moved == 50
+  again = toy_translation.sentence_pair(np.random.default_rng(0), lex)
+  assert again == toy_translation.sentence_pair(np.random.default_rng(0), lex)
+
+
+def test_prepared_pairs_round_trip_through_the_joint_vocabulary(prepared):
+  meta = translation.read_meta(prepared)
+  assert {k: v["sentences"] for k, v in meta["splits"].items()} == {
+      "train": 300, "validation": 20, "test": 20}
+  pairs = translation.TranslationPairs(str(prepared), "test", 64, 64)
+  tokenizer = translation.load_tokenizer(prepared)
+  refs = translation.raw_sentences(prepared, "test", "target")
+  sources = translation.raw_sentences(prepared, "test", "source")
+  for i in range(len(pairs)):
+    target, source = pairs.ids(i, "target"), pairs.ids(i, "source")
+    assert target[-1] == pairs.eos_id and source[-1] == pairs.eos_id
+    assert tokenizer.decode(target[:-1]) == refs[i]
+    assert tokenizer.decode(source[:-1]) == sources[i]
+  assert pairs.truncated == 0
+
+
+def test_too_long_pairs_are_truncated_and_counted_or_refused(prepared):
+  tokenizer = translation.load_tokenizer(prepared)
+  sources = translation.raw_sentences(prepared, "train", "source")
+  targets = translation.raw_sentences(prepared, "train", "target")
+  longer = [max(len(tokenizer.encode(s)), len(tokenizer.encode(t))) + 1
+            for s, t in zip(sources, targets, strict=True)]
+  limit = int(np.median(longer))
+  want = sum(n > limit for n in longer)
+  assert 0 < want < len(sources)
+  pairs = translation.TranslationPairs(str(prepared), "train", limit, limit)
+  assert pairs.truncated == want
+  for i in range(len(pairs)):
+    ids = pairs.ids(i, "source")
+    assert len(ids) <= limit and ids[-1] == pairs.eos_id
+    np.testing.assert_array_equal(ids[:-1], tokenizer.encode(sources[i])[:len(ids) - 1])
+  with pytest.raises(translation.TranslationDataError, match="translation.too_long=truncate"):
+    translation.TranslationPairs(str(prepared), "train", limit, limit, too_long="error")
+
+
+def test_token_batches_hold_every_pair_once_within_the_token_budget(prepared):
+  pairs = translation.TranslationPairs(str(prepared), "train", 32, 32)
+  batches = list(translation.TokenBatches(pairs, max_tokens=96, rows_multiple=2,
+                                          shuffle=False, num_epochs=1))
+  seen = []
+  for batch in batches:
+    rows, length = batch["source"].shape
+    assert batch["target"].shape == (rows, length) and rows % 2 == 0
+    assert rows * length <= 96 or rows == 2
+    real = batch["index"] >= 0
+    np.testing.assert_array_equal(batch["weight"], real.astype(np.float32))
+    assert not batch["source"][~real].any()
+    seen += [int(i) for i in batch["index"][real]]
+    for r in np.flatnonzero(real):  # each pair fits its bucket
+      n = int(pairs.lengths["source"][batch["index"][r]])
+      np.testing.assert_array_equal(batch["source"][r, :n], pairs.ids(int(batch["index"][r]),
+                                                                       "source"))
+  assert sorted(seen) == list(range(len(pairs)))
+  assert len({b["source"].shape[1] for b in batches}) > 1  # several buckets
+
+
+def test_token_batches_resume_at_the_same_batch_across_epochs(prepared):
+  pairs = translation.TranslationPairs(str(prepared), "train", 32, 32)
+  kw = dict(max_tokens=512, rows_multiple=2, seed=5)
+  per_epoch = len(list(translation.TokenBatches(pairs, shuffle=False, num_epochs=1, **kw)))
+  straight = translation.TokenBatches(pairs, **kw)
+  first = [next(straight) for _ in range(per_epoch + 3)]
+  stopped = translation.TokenBatches(pairs, **kw)
+  for _ in range(per_epoch - 2):
+    next(stopped)
+  resumed = translation.TokenBatches(pairs, **kw)
+  resumed.set_state(stopped.get_state())
+  for want in first[per_epoch - 2:]:
+    got = next(resumed)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+  # Another epoch is another order.
+  assert not all(np.array_equal(a["index"], b["index"])
+                 for a, b in zip(first[:3], first[per_epoch:per_epoch + 3], strict=True))
+
+
+def test_bad_parallel_text_gets_a_clear_message_without_a_traceback(tmp_path):
+  folder = toy_translation.write_parallel_text(tmp_path / "raw", {"train": 5, "valid": 3,
+                                                                    "test": 3})
+  (folder / "valid.tgt").write_text("one line only\n")
+  with pytest.raises(translation.TranslationDataError, match="valid.src has 3 lines but "
+                                                             "valid.tgt has 1"):
+    translation.read_parallel_folder(folder, "src", "tgt")
+  (folder / "valid.tgt").write_text("a\nb\nc\n")
+  (folder / "test.src").unlink()
+  with pytest.raises(translation.TranslationDataError, match="no test.src"):
+    translation.read_parallel_folder(folder, "src", "tgt")
+  result = subprocess.run(
+      [sys.executable, "-m", "luna_jax.data", "prepare_translation", str(folder), "--src",
+       "src", "--tgt", "tgt", "--out", str(tmp_path / "out")],
+      capture_output=True, text=True)
+  assert result.returncode == 2
+  assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def _seq2seq_config(folder, steps=6):
+  c = base_config()
+  c.task, c.objective, c.translation_dir = "translation", "seq2seq", str(folder)
+  m, t = c.model, c.translation
+  m.name = "luna"
+  m.luna.proj_len, m.luna.p_style = 4, "seq2seq"
+  m.num_layers, m.d_model, m.num_heads, m.ffn_dim = 1, 16, 2, 16
+  t.decoder_layers, t.max_source_len, t.max_target_len, t.max_tokens = 1, 16, 16, 128
+  t.beam_size, t.val_bleu_sentences, t.select = 2, 6, "bleu"
+  c.optimizer.learning_rate, c.optimizer.warmup_steps = 1e-3, 2
+  c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = steps, 1, 3, 3
+  c.progress_bar = False
+  return c
+
+
+def test_a_translation_run_resumes_bit_exactly_and_reports_bleu(prepared, tmp_path):
+  config = _seq2seq_config(prepared)
+  straight = train_and_evaluate(config, tmp_path / "straight")
+  resumed = train_killed_then_resumed(config, tmp_path / "resumed", kill_after=4)
+  for a, b in zip(latest_params(tmp_path / "straight"), latest_params(tmp_path / "resumed"),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert resumed["test_bleu"] == straight["test_bleu"]
+  for key in ("test_bleu", "copy_bleu", "test_perplexity", "best_val_bleu"):
+    assert np.isfinite(straight[key]), key
+  assert straight["copy_bleu"] < 5  # copying the source is no translation
+  assert straight["test_truncated_pairs"]["train"] > 0  # max 16 tokens truncates some
+  # translate.py's engine on raw sentences, and translate.py's refusal of a non-workdir.
+  from luna_jax.training.evaluate import load_run_and_params
+  from luna_jax.training.translate import translate_sentences
+
+  trainer, params = load_run_and_params(tmp_path / "straight")
+  sources = translation.raw_sentences(prepared, "test", "source")[:5]
+  sources.append("cat " * 40)
+  out, truncated = translate_sentences(trainer, params, sources)
+  tokenizer = translation.load_tokenizer(prepared)
+  assert truncated == sum(len(tokenizer.encode(s)) + 1 > 16 for s in sources) >= 1
+  assert len(out) == 6 and all(isinstance(s, str) for s in out)
+  result = subprocess.run([sys.executable, "translate.py", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, input="a cat\n")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "train.py workdir" in result.stderr

@@ -1,0 +1,58 @@
+"""Translates sentences with a trained translation workdir (objective=seq2seq).
+
+    python translate.py --workdir runs/translation_cpu < sources.txt > translations.txt
+    python translate.py --workdir runs/wmt_luna --input newstest2014.en --output out.de \\
+        [--checkpoint best|latest|STEP] [--beam_size 5] [--length_penalty 0.6]
+
+One source sentence per line, raw text (the workdir's SentencePiece model tokenises it);
+one translation per line out, in the same order. The configuration is read from the
+workdir, so the model is rebuilt exactly as trained.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a train.py translation workdir",
+                               required=True)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number")
+_INPUT = flags.DEFINE_string("input", "-", "source sentences, one per line (- : stdin)")
+_OUTPUT = flags.DEFINE_string("output", "-", "translations, one per line (- : stdout)")
+_BEAM = flags.DEFINE_integer("beam_size", None, "beam size (default: the config's)")
+_LENPEN = flags.DEFINE_float("length_penalty", None, "length penalty (default: config's)")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from luna_jax.training.evaluate import load_run_and_params
+  from luna_jax.training.translate import translate_sentences
+
+  overrides = {k: v for k, v in (("beam_size", _BEAM.value),
+                                 ("length_penalty", _LENPEN.value)) if v is not None}
+  try:
+    trainer, params = load_run_and_params(_WORKDIR.value, _CHECKPOINT.value,
+                                          translation_overrides=overrides)
+    if trainer.run.config.objective != "seq2seq":
+      raise ValueError(f"{_WORKDIR.value} holds a {trainer.run.config.objective} run, not "
+                       "a translation model (objective=seq2seq).")
+    text = sys.stdin.read() if _INPUT.value == "-" else open(_INPUT.value, encoding="utf-8").read()
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  sentences = text.splitlines()
+  translations, truncated = translate_sentences(trainer, params, sentences)
+  result = "".join(f"{t}\n" for t in translations)
+  if _OUTPUT.value == "-":
+    sys.stdout.write(result)
+  else:
+    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
+      f.write(result)
+  if truncated:
+    print(f"{truncated} of {len(sentences)} sources were longer than max_source_len="
+          f"{trainer.run.config.translation.max_source_len} tokens and were truncated.",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main)
