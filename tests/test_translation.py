@@ -179,3 +179,27 @@ def test_a_translation_run_resumes_bit_exactly_and_reports_bleu(prepared, tmp_pa
                           capture_output=True, text=True, input="a cat\n")
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "train.py workdir" in result.stderr
+
+
+@pytest.mark.parametrize("variant", ["luna", "transformer", "lightconv", "lightconv_big",
+                                     "dynamicconv", "dynamicconv_big", "cpu"])
+def test_the_wmt_configs_validate_and_build_their_models(prepared, variant):
+  import jax
+
+  from configs import wmt14_en_de
+  from luna_jax.training.config import build_model, validate
+
+  c = wmt14_en_de.get_config(variant)
+  c.translation_dir = str(prepared)
+  task = validate(c, num_devices=1)
+  model = build_model(c, task)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), np.ones((1, 8), np.int32),
+                          np.ones((1, 8), np.int32))["params"]
+  layers = {k for k in shapes["decoder"] if k.startswith("layer_")}
+  assert len(layers) == c.translation.decoder_layers
+  assert shapes["source_embed"]["embedding"].shape == (task.vocab.size, c.model.d_model)
+  if variant.startswith(("lightconv", "dynamicconv")):
+    assert c.model[c.model.name].kernel_sizes[:6] == (3, 7, 15, 31, 31, 31)
+    assert (c.model.num_layers, c.translation.decoder_layers) == (7, 6)
+  if variant == "luna":
+    assert (c.model.luna.proj_len, c.model.luna.tied_kv) == (32, True)
