@@ -48,7 +48,7 @@ class DecoderLayer(LayerBase):
   """Causal self-mixing (the mixer's layer without its FFN), encoder-decoder attention,
   FFN (module docstring). ReLU FFN unless ffn_activation says otherwise."""
 
-  mixer: str = "transformer"
+  mixer: str = "luna"
   settings: Any = None  # the mixer's settings object; None: its defaults
   layer_index: int = 0
 
@@ -97,7 +97,7 @@ class Decoder(nn.Module):
   steps through the 'cache' collection.
   """
 
-  mixer: str = "transformer"
+  mixer: str = "luna"
   num_layers: int = 1
   num_heads: int = 8
   ffn_dim: int = 2048
