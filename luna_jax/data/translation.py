@@ -224,8 +224,8 @@ class TranslationPairs:
 
 
 def bucket_lengths(max_len: int, smallest: int = 8) -> list[int]:
-  """Padded lengths: 8, 16, 24, 32, then steps of a quarter of the last power of two,
-  ending at max_len."""
+  """Padded lengths: 8 to 64 in steps of 8, then steps of a quarter of the last power of
+  two (80, 96, 112, 128, 160, ...), ending at max_len."""
   out, length = [], smallest
   while length < max_len:
     out.append(length)
