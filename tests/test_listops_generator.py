@@ -66,3 +66,26 @@ def test_tokens_have_a_fixed_vocabulary():
   ids = vocab.encode_listops("( ( ( [MAX 2 ) 9 ) ] )")
   np.testing.assert_array_equal(ids, [2, 8, 15, 5])  # [MAX=2, digit d = 6 + d, X = 5
   assert vocab.LISTOPS_VOCAB.size == 18 and vocab.LISTOPS_VOCAB.cls_id == 16
+
+
+def test_any_number_of_workers_writes_the_same_files(tmp_path):
+  sizes = {"train": 12, "val": 3, "test": 3}
+  one = listops.write_release(tmp_path / "one", sizes, seed=3, workers=1)
+  two = listops.write_release(tmp_path / "two", sizes, seed=3, workers=2)
+  for name in listops.SPLIT_FILES.values():
+    assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_a_repeated_tree_draws_again_so_examples_stay_distinct(monkeypatch):
+  """Dedup in index order: force example 2 to repeat example 0's first draw."""
+  original = listops._example
+
+  def repeating(seed, index, attempt=0):
+    if index == 2 and attempt == 0:
+      return original(seed, 0, 0)[:2] + (0,)
+    return original(seed, index, attempt)
+
+  monkeypatch.setattr(listops, "_example", repeating)
+  examples = list(listops.generate(4, seed=0, workers=1))
+  assert len({s for s, _ in examples}) == 4
+  assert examples[2][0] == original(0, 2, 1)[0]  # from its next attempt on

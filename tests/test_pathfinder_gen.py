@@ -445,3 +445,12 @@ def test_release_metadata_records_each_image_margin(tmp_path):
     sample = pg.generate_sample(np.random.default_rng([1, k]), pg.settings_for(128, "easy"),
                                 label)
     assert line.split(" ")[9] == f"{sample.paddle_margin:g}"
+
+
+def test_any_number_of_workers_writes_the_same_bytes(tmp_path):
+  """Image k depends on (seed, k) only: 1 and 3 worker processes write identical files."""
+  def write(name, workers):
+    return _files(pg.write_release(tmp_path / name, 32, "hard", num_images=9, seed=4,
+                                   images_per_batch=4, workers=workers))
+  one, three = write("one", 1), write("three", 3)
+  assert one == three and len([n for n in one if n.endswith(".png")]) == 9

@@ -34,6 +34,8 @@ def main(argv=None) -> int:
   p.add_argument("--difficulty", default="hard", help="Pathfinder: easy, intermediate, hard")
   p.add_argument("--overwrite", action="store_true", help="rebuild a prepared dataset")
   p.add_argument("--no_progress", action="store_true", help="no progress bar")
+  p.add_argument("--workers", type=int, default=None, help="generating processes "
+                 "(default: every core); the data is the same for any number")
   c = commands.add_parser("prepare_corpus", help="tokenise a text corpus for language "
                           "modelling into --out (task=corpus, corpus_dir=OUT)")
   c.add_argument("input", help="a .txt file (documents separated by blank lines), a folder "
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
                    manual_dir=args.manual_dir, num_examples=args.num_examples,
                    num_eval_examples=args.num_eval_examples, seed=args.seed,
                    difficulty=args.difficulty, overwrite=args.overwrite,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, workers=args.workers)
   except (DataFormatError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

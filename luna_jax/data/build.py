@@ -120,6 +120,7 @@ def prepare(
     difficulty: str = "hard",
     overwrite: bool = False,
     progress: bool = True,
+    workers: Optional[int] = None,
 ) -> pathlib.Path:
   """Builds the task's tfds dataset in data_dir and returns the dataset's folder.
 
@@ -137,6 +138,8 @@ def prepare(
       validation and test each; see `generated_sizes`.
     seed: seed of the generators.
     overwrite: rebuild even if the dataset is already prepared.
+    workers: generating processes (None: every core); generated data is the same for
+      any number.
   """
   task = get_task(task, difficulty) if isinstance(task, str) else task
   data_dir = pathlib.Path(data_dir).expanduser()
@@ -160,7 +163,8 @@ def prepare(
   try:
     src = _source_files(task, data_dir, source=source, release_dir=release_dir,
                         manual_dir=manual_dir, num_examples=num_examples,
-                        num_eval_examples=num_eval_examples, seed=seed, progress=progress)
+                        num_eval_examples=num_eval_examples, seed=seed, progress=progress,
+                        workers=workers)
     out = _build(task, builder, data_dir, src, source=source, seed=seed,
                  num_examples=num_examples if source == "generate" else None)
   except BaseException:
@@ -177,7 +181,7 @@ def prepare(
 
 def _source_files(task: Task, data_dir: pathlib.Path, *, source: str, release_dir,
                   manual_dir, num_examples: Optional[int], num_eval_examples: Optional[int],
-                  seed: int, progress: bool) -> pathlib.Path:
+                  seed: int, progress: bool, workers: Optional[int] = None) -> pathlib.Path:
   """The folder the builder reads (its manual dir): generated, a release, or archives."""
   if source == "generate":
     generator = task.generator
@@ -185,7 +189,7 @@ def _source_files(task: Task, data_dir: pathlib.Path, *, source: str, release_di
     sizes = generated_sizes(task, num_examples, num_eval_examples)
     update, close = _progress_bar(sum(sizes.values()), f"generating {generator.title}",
                                   progress)
-    generator.write(src, sizes, seed, update)
+    generator.write(src, sizes, seed, update, workers)
     close()
   elif source == "release":
     if release_dir is None:

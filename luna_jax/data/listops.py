@@ -3,7 +3,9 @@
 Trees: below depth 10 a node is a digit with probability 0.75, otherwise one of MIN, MAX,
 MED, SM (sum mod 10) over 2..10 children; length = 1 for a digit, 2 + the children's for
 an operator (its token and "]"). Kept when 500 < length < 2000, de-duplicated; the first
-96,000 trees go to train, the next 2,000 to val and 2,000 to test. Written as
+96,000 trees go to train, the next 2,000 to val and 2,000 to test. Example i is drawn from
+its own generator seeded by (seed, i), so examples are drawn in parallel and any number of
+workers writes the same files. Written as
 "Source<TAB>Target" with each node as a left-nested pair "( left right )".
 """
 
@@ -72,19 +74,38 @@ def to_string(tree: Tree) -> str:
   return f"( {nested} ] )"
 
 
-def generate(num_examples: int, seed: int) -> Iterator[tuple[str, int]]:
-  """Distinct (source, label) pairs with 500 < length < 2000, in a seeded order."""
-  rng = random.Random(seed)
-  seen = set()
-  while len(seen) < num_examples:
+def _example(seed: int, index: int, attempt: int = 0) -> tuple[str, int, int]:
+  """The first tree with 500 < length < 2000 drawn for example `index`, from attempt
+  `attempt` on: (source, label, the attempt that gave it). Attempt a draws from its own
+  generator, seeded by (seed, index, a)."""
+  while True:
+    rng = random.Random(f"listops:{seed}:{index}:{attempt}")
     tree, length = generate_tree(rng)
-    if not MIN_LENGTH < length < MAX_LENGTH:
-      continue
-    source = to_string(tree)
-    if source in seen:
-      continue
+    if MIN_LENGTH < length < MAX_LENGTH:
+      return to_string(tree), evaluate(tree), attempt
+    attempt += 1
+
+
+def _example_at(seed_and_index: tuple[int, int]) -> tuple[str, int, int]:
+  return _example(*seed_and_index)
+
+
+def generate(num_examples: int, seed: int, workers: Optional[int] = 1
+             ) -> Iterator[tuple[str, int]]:
+  """Distinct (source, label) pairs with 500 < length < 2000. Example i is a function
+  of (seed, i) alone: drawn in parallel by `workers` processes (None: every core), then
+  de-duplicated in index order (a repeat of an earlier example draws again from its next
+  attempt), so any number of workers gives the same examples."""
+  from luna_jax.data.parallel import ordered_map
+
+  seen = set()
+  items = ((seed, i) for i in range(num_examples))
+  for index, (source, label, attempt) in enumerate(ordered_map(_example_at, items, workers,
+                                                               chunksize=64)):
+    while source in seen:
+      source, label, attempt = _example(seed, index, attempt + 1)
     seen.add(source)
-    yield source, evaluate(tree)
+    yield source, label
 
 
 def write_release(
@@ -92,15 +113,17 @@ def write_release(
     split_sizes: Optional[dict[str, int]] = None,
     seed: int = 0,
     progress: Optional[Callable[[int], None]] = None,
+    workers: Optional[int] = 1,
 ) -> pathlib.Path:
   """Writes <root>/listops-1000/basic_{train,val,test}.tsv as in the LRA release.
 
-  Returns the listops-1000 folder. `progress(n)` is called after each example.
+  Returns the listops-1000 folder. `progress(n)` is called after each example; workers:
+  generating processes (None: every core; the files are the same for any number).
   """
   sizes = dict(SPLIT_SIZES if split_sizes is None else split_sizes)
   folder = pathlib.Path(root) / FOLDER
   folder.mkdir(parents=True, exist_ok=True)
-  examples = generate(sum(sizes.values()), seed)
+  examples = generate(sum(sizes.values()), seed, workers)
   written = 0
   for split in ("train", "val", "test"):
     tmp = folder / (SPLIT_FILES[split] + ".tmp")
@@ -118,6 +141,8 @@ def write_release(
 
 
 def write_splits(root: Union[str, pathlib.Path], sizes: dict[str, int], seed: int,
-                 progress: Optional[Callable[[int], None]] = None) -> pathlib.Path:
+                 progress: Optional[Callable[[int], None]] = None,
+                 workers: Optional[int] = 1) -> pathlib.Path:
   """`write_release` with sizes by our split names (train, validation, test)."""
-  return write_release(root, {RELEASE_SPLITS[k]: n for k, n in sizes.items()}, seed, progress)
+  return write_release(root, {RELEASE_SPLITS[k]: n for k, n in sizes.items()}, seed, progress,
+                       workers)

@@ -687,9 +687,24 @@ def subset_dir(root: str | os.PathLike, resolution: int, difficulty: str) -> pat
   return pathlib.Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
 
 
+def _png_of(job: tuple) -> tuple[bytes, float]:
+  """(PNG bytes, margin) of image k: job = (resolution, difficulty, seed, k, label)."""
+  import io
+
+  from PIL import Image
+
+  resolution, difficulty, seed, k, label = job
+  sample = generate_sample(np.random.default_rng([seed, k]),
+                           settings_for(resolution, difficulty), label)
+  buffer = io.BytesIO()
+  Image.fromarray(sample.image).save(buffer, format="PNG")
+  return buffer.getvalue(), sample.paddle_margin
+
+
 def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
                   num_images: int, seed: int, images_per_batch: int = 1000,
-                  progress: Callable[[int], None] | None = None) -> pathlib.Path:
+                  progress: Callable[[int], None] | None = None,
+                  workers: int | None = 1) -> pathlib.Path:
   """Writes `num_images` images in the official LRA Pathfinder layout.
 
       <root>/pathfinder<res>/<subset>/imgs/<batch>/sample_<i>.png
@@ -697,14 +712,15 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
 
   Image k goes to batch k // images_per_batch as sample k % images_per_batch. Labels
   are exactly balanced (k % 2, shuffled with `seed`), and image k is drawn from its
-  own generator seeded by (seed, k), so the output depends only on the arguments. Images
-  and metadata already in the subset folder (an earlier run) are removed first, so the
-  folder holds exactly this run.
+  own generator seeded by (seed, k), so the output depends only on the arguments: images
+  are drawn by `workers` processes (None: every core) and written in order, byte for
+  byte the same for any number of workers. Images and metadata already in the subset
+  folder (an earlier run) are removed first, so the folder holds exactly this run.
 
   Returns:
     The subset directory <root>/pathfinder<res>/<subset>.
   """
-  from PIL import Image  # only writing needs Pillow
+  from luna_jax.data.parallel import ordered_map
 
   settings = settings_for(resolution, difficulty)
   if num_images < 0:
@@ -716,7 +732,8 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
     shutil.rmtree(subset / stale, ignore_errors=True)
   (subset / "metadata").mkdir(parents=True, exist_ok=True)
   labels = np.random.default_rng(seed).permutation(np.arange(num_images) % 2)
-
+  jobs = ((resolution, difficulty, seed, k, int(labels[k])) for k in range(num_images))
+  images = ordered_map(_png_of, jobs, workers, chunksize=32)
   for batch_start in range(0, num_images, images_per_batch):
     batch = batch_start // images_per_batch
     batch_dir = subset / "imgs" / str(batch)
@@ -724,9 +741,9 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
     lines = []
     for k in range(batch_start, min(batch_start + images_per_batch, num_images)):
       index, label = k - batch_start, int(labels[k])
-      sample = generate_sample(np.random.default_rng([seed, k]), settings, label)
-      Image.fromarray(sample.image).save(batch_dir / f"sample_{index}.png")
-      lines.append(_metadata_line(settings, batch, index, label, sample.paddle_margin))
+      png, margin = next(images)
+      (batch_dir / f"sample_{index}.png").write_bytes(png)
+      lines.append(_metadata_line(settings, batch, index, label, margin))
       if progress is not None:
         progress(k + 1)
     (subset / "metadata" / f"{batch}.npy").write_text("\n".join(lines) + "\n")
@@ -734,11 +751,11 @@ def write_release(root: str | os.PathLike, resolution: int, difficulty: str,
 
 
 def write_splits(root: str | os.PathLike, sizes: dict[str, int], seed: int,
-                 progress: Callable[[int], None] | None = None, *, resolution: int,
-                 difficulty: str) -> pathlib.Path:
+                 progress: Callable[[int], None] | None = None, workers: int | None = 1, *,
+                 resolution: int, difficulty: str) -> pathlib.Path:
   """`write_release` of sum(sizes) images, recording the split sizes (train,
   validation, test, in metadata order) that the builder reads back."""
   subset = write_release(root, resolution, difficulty, sum(sizes.values()), seed,
-                         progress=progress)
+                         progress=progress, workers=workers)
   readers.write_pathfinder_split_sizes(subset, sizes)
   return subset

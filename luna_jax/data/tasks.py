@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pathlib
 from typing import Callable, Mapping, Optional
 
 import numpy as np
@@ -38,14 +37,15 @@ class Generator:
   Attributes:
     module: the generator, as recorded in provenance.json.
     title: the data's name in messages and the progress bar ("ListOps").
-    write: (root, {split: examples}, seed, progress(n) or None) -> None; writes under
-      root what the builder reads from a release folder.
+    write: (root, {split: examples}, seed, progress(n) or None, workers) -> None; writes
+      under root what the builder reads from a release folder, with `workers` processes
+      (None: every core), the same files for any number of them.
     official_sizes: {split: examples} of the official data.
   """
 
   module: str
   title: str
-  write: Callable[[pathlib.Path, dict, int, Optional[Callable[[int], None]]], object]
+  write: Callable[..., object]
   official_sizes: Mapping[str, int]
 
 
