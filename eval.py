@@ -8,7 +8,7 @@ The configuration is read from the workdir, so the model is rebuilt exactly as t
 import json
 import pathlib
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a train.py workdir", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number")
@@ -29,4 +29,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from luna_jax import cli
+
+  cli.run(main)

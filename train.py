@@ -7,7 +7,7 @@ Several processes (a pod or several GPU hosts): pass --coordinator_address, --nu
 and --process_id to each, or --distributed to let jax.distributed.initialize() detect them.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -31,12 +31,15 @@ def main(argv):
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
+  from luna_jax import cli
   from luna_jax.training import train_and_evaluate
 
-  config = _CONFIG.value
+  config = cli.config_value(_CONFIG)
   workdir = _WORKDIR.value or f"runs/{config.task}_{config.model.name}"
   train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from luna_jax import cli
+
+  cli.run(main)

@@ -9,9 +9,10 @@ one translation per line out, in the same order. The configuration is read from 
 workdir, so the model is rebuilt exactly as trained.
 """
 
+import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a train.py translation workdir",
                                required=True)
@@ -30,16 +31,20 @@ def main(argv):
 
   overrides = {k: v for k, v in (("beam_size", _BEAM.value),
                                  ("length_penalty", _LENPEN.value)) if v is not None}
-  try:
-    trainer, params = load_run_and_params(_WORKDIR.value, _CHECKPOINT.value,
-                                          translation_overrides=overrides)
-    if trainer.run.config.objective != "seq2seq":
-      raise ValueError(f"{_WORKDIR.value} holds a {trainer.run.config.objective} run, not "
-                       "a translation model (objective=seq2seq).")
-    text = sys.stdin.read() if _INPUT.value == "-" else open(_INPUT.value, encoding="utf-8").read()
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  from luna_jax import errors
+
+  trainer, params = load_run_and_params(_WORKDIR.value, _CHECKPOINT.value,
+                                        translation_overrides=overrides)
+  if trainer.run.config.objective != "seq2seq":
+    raise errors.ConfigError(f"{_WORKDIR.value} holds a {trainer.run.config.objective} run, "
+                             "not a translation model (objective=seq2seq).")
+  if _INPUT.value == "-":
+    text = sys.stdin.read()
+  elif not os.path.isfile(_INPUT.value):
+    raise errors.MissingDataError(f"--input {_INPUT.value} does not exist.")
+  else:
+    with open(_INPUT.value, encoding="utf-8") as f:
+      text = f.read()
   sentences = text.splitlines()
   translations, truncated = translate_sentences(trainer, params, sentences)
   result = "".join(f"{t}\n" for t in translations)
@@ -55,4 +60,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from luna_jax import cli
+
+  cli.run(main)

@@ -44,7 +44,7 @@ def get_config(variant: str = ""):
 def cpu(c):
   """5,000 generated examples at 512 tokens, a 2-layer width-64 model, 500 steps."""
   m, o = c.model, c.optimizer
-  c.generate_listops_examples = 5000
+  c.generate_examples = 5000
   c.generate_eval_examples = 500
   c.data_dir = "~/lra_data_cpu"  # the small generated set, apart from the full one
   c.max_len = 512  # truncated: the root operator (position 1) still fixes much of the label

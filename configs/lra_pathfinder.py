@@ -10,10 +10,12 @@ Batch 256, as in the authors' LRA instructions at the paper's time (November 202
 README says 512 only from April 2022). Their batch-256 run script and their batch-512
 README both give --max-update 62500, so the updates are kept (62,500 x 256 / 160,000 =
 100 epochs). Validation and the best checkpoint once per epoch (625 updates), as theirs.
-CPU variant (generate a small set first):
-    python -m luna_jax.data prepare pathfinder32 --data_dir ~/lra_data_cpu --num_examples 4000
+CPU variant (4,000 generated training images and 500 each for validation and test, made
+in ~/lra_data_cpu on first use, on every core; no other command):
     python train.py --config configs/lra_pathfinder.py:cpu --workdir runs/pathfinder_cpu
-  Measured: test accuracy 0.536 against a majority-class rate of 0.508 (1 min 21 s).
+  Measured: test accuracy 0.536 against a majority-class rate of 0.508 (1 min 21 s, the
+  data already generated). This does not learn the task: the issue's target of 0.60 in
+  10 minutes was not reached (see the README's LRA data section for what was tried).
 Self-pre-trained (400 MLM steps on the training images, then the cpu variant's 400):
     python train.py --config configs/lra_pathfinder.py:cpu_spt --workdir runs/pathfinder_spt
   Measured: masked-pixel test perplexity 8.94, then test accuracy 0.486 (3 min 10 s).
@@ -48,6 +50,7 @@ def cpu(c):
   """A small generated set (~/lra_data_cpu), a narrower model, batch 32 and 400 steps."""
   m = c.model
   c.data_dir = "~/lra_data_cpu"
+  c.generate_examples, c.generate_eval_examples = 4000, 0  # 0: 1/8 of it for each eval split
   m.d_model, m.ffn_dim, m.classifier_hidden = 32, 64, 64
   c.batch_size, c.num_train_steps = 32, 400
   c.optimizer.warmup_steps = 100

@@ -7,8 +7,8 @@ Prepare once, from the LRA release or generated:
     python -m luna_jax.data prepare pathx --data_dir ~/lra_data --release_dir ~/lra_release
 Full run:
     python train.py --config configs/lra_pathx.py --workdir runs/pathx
-CPU variant (a small generated set; demonstrates the pipeline, not the task):
-    python -m luna_jax.data prepare pathx --data_dir ~/lra_data_cpu --num_examples 400
+CPU variant (400 generated images, made in ~/lra_data_cpu on first use; demonstrates the
+pipeline, not the task):
     python train.py --config configs/lra_pathx.py:cpu --workdir runs/pathx_cpu
 """
 
@@ -26,6 +26,8 @@ def get_config(variant: str = ""):
 def cpu(c):
   """Pathfinder's cpu variant with batch 8, 50 steps and 4 validation batches."""
   lra_pathfinder.cpu(c)
+  c.generate_examples = 400  # and 50 validation and 50 test images (1/8 each)
+  c.generate_eval_examples = 0
   c.batch_size, c.num_train_steps, c.max_eval_batches = 8, 50, 4
   c.log_every, c.eval_every, c.checkpoint_every = 10, 25, 25
 

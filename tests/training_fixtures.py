@@ -40,7 +40,7 @@ def tiny_config(task: str, data_dir, mechanism: str = "luna", steps: int = 4):
   c.task = task
   c.data_dir = str(data_dir)
   c.max_len = 48
-  c.generate_listops_examples = 0
+  c.generate_examples = 0
   m = c.model
   m.name = mechanism
   m.num_layers, m.d_model, m.num_heads, m.ffn_dim, m.classifier_hidden = 1, 16, 2, 16, 16

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from luna_jax.data.build import prepare
-from luna_jax.data.readers import DataFormatError
+from luna_jax import errors
 from luna_jax.data.tasks import task_names
 
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                    num_eval_examples=args.num_eval_examples, seed=args.seed,
                    difficulty=args.difficulty, overwrite=args.overwrite,
                    progress=not args.no_progress, workers=args.workers)
-  except (DataFormatError, ValueError, FileNotFoundError) as e:
+  except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(f"{args.task}: prepared in {path}")
@@ -77,14 +77,14 @@ def main(argv=None) -> int:
 
 
 def _prepare_corpus(args) -> int:
-  from luna_jax.data.corpus import CorpusError, prepare_corpus
+  from luna_jax.data.corpus import prepare_corpus
 
   try:
     meta = prepare_corpus(args.input, args.out, tokenizer=args.tokenizer,
                           vocab_size=args.vocab_size, text_field=args.text_field,
                           heldout_fraction=args.heldout_fraction, seed=args.seed,
                           tfds_data_dir=args.tfds_data_dir)
-  except (CorpusError, FileNotFoundError) as e:
+  except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   sizes = ", ".join(f"{k} {v['documents']} documents / {v['tokens']} tokens"
@@ -95,12 +95,12 @@ def _prepare_corpus(args) -> int:
 
 
 def _prepare_translation(args) -> int:
-  from luna_jax.data.translation import TranslationDataError, prepare_translation
+  from luna_jax.data.translation import prepare_translation
 
   try:
     meta = prepare_translation(args.input, args.out, src=args.src, tgt=args.tgt,
                                vocab_size=args.vocab_size, tfds_data_dir=args.tfds_data_dir)
-  except (TranslationDataError, FileNotFoundError) as e:
+  except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   sizes = ", ".join(f"{k} {v['sentences']} pairs" for k, v in meta["splits"].items())

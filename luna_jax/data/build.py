@@ -21,6 +21,7 @@ from typing import Optional
 
 import tensorflow_datasets as tfds
 
+from luna_jax import errors
 from luna_jax.data import builders  # noqa: F401  (registers the tfds builders)
 from luna_jax.data import readers
 from luna_jax.data.prepared import (PROVENANCE_FILE, describe_provenance, is_prepared,
@@ -147,7 +148,7 @@ def prepare(
     source = ("release" if release_dir is not None else
               "generate" if task.generator is not None else "manual")
   if source not in task.sources:
-    raise ValueError(f"task {task.name!r} cannot use --source {source}; it supports "
+    raise errors.ConfigError(f"task {task.name!r} cannot use --source {source}; it supports "
                      f"{', '.join(task.sources)}.")
   builder = builder_for(task, data_dir)
   folder, replaced = pathlib.Path(builder.data_dir), None
@@ -193,7 +194,7 @@ def _source_files(task: Task, data_dir: pathlib.Path, *, source: str, release_di
     close()
   elif source == "release":
     if release_dir is None:
-      raise ValueError(f"--source release needs --release_dir. {LRA_RELEASE_HINT}")
+      raise errors.ConfigError(f"--source release needs --release_dir. {LRA_RELEASE_HINT}")
     src = pathlib.Path(release_dir).expanduser()
     _check_release(task, src)
   else:  # manual / download: the official archive in the manual dir, else the internet

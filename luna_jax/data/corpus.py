@@ -38,6 +38,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.data import tasks as tasks_lib
 from luna_jax.data import vocab as vocab_lib
 
@@ -46,7 +47,7 @@ SPM_FILE = "spm.model"
 TOKENIZERS = ("bytes", "sentencepiece")
 
 
-class CorpusError(ValueError):
+class CorpusError(errors.DataError):
   """A corpus input or a prepared corpus folder that cannot be used (the message says
   what to do)."""
 
@@ -237,7 +238,7 @@ def prepare_corpus(source: str, out_dir, *, tokenizer: str = "bytes", vocab_size
 def read_meta(corpus_dir) -> dict:
   path = pathlib.Path(corpus_dir).expanduser() / CORPUS_FILE
   if not path.is_file():
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
         f"no prepared corpus in {corpus_dir} ({CORPUS_FILE} not found). Prepare one with\n"
         f"  python -m luna_jax.data prepare_corpus INPUT --out {corpus_dir}\n"
         "(INPUT: a .txt file, a folder of .txt files, a .jsonl file or tfds:NAME).")

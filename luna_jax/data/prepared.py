@@ -12,6 +12,7 @@ import json
 import pathlib
 from typing import Callable, Optional
 
+from luna_jax import errors
 from luna_jax.data.tasks import DATASET_VERSION, Task, get_task
 
 PROVENANCE_FILE = "provenance.json"
@@ -58,10 +59,10 @@ def describe_provenance(provenance: Optional[dict]) -> str:
   return f"{where}; {sizes}"
 
 
-def not_prepared_error(task: Task, data_dir) -> FileNotFoundError:
+def not_prepared_error(task: Task, data_dir) -> errors.MissingDataError:
   """The error for a task missing from data_dir, with the exact prepare command."""
   variant = f" --difficulty {task.difficulty}" if task.difficulty not in (None, "hard") else ""
-  return FileNotFoundError(
+  return errors.MissingDataError(
       f"the {task.name} data is not prepared in {data_dir}. Run:\n"
       f"  python -m luna_jax.data prepare {task.name} --data_dir {data_dir}{variant}\n"
       f"(sources for {task.name}: {', '.join(task.sources)}; see "

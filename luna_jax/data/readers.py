@@ -20,13 +20,14 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.data import vocab
 
 PathLike = Union[str, pathlib.Path]
 log = logging.getLogger(__name__)
 
 
-class DataFormatError(ValueError):
+class DataFormatError(errors.DataError):
   """A data file is missing or malformed; the message names the file and the record."""
 
 

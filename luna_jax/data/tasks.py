@@ -13,6 +13,7 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.data import listops, pathfinder_gen
 from luna_jax.data import vocab as vocab_lib
 
@@ -144,7 +145,7 @@ def get_task(name: str, difficulty: str = "hard") -> Task:
   pathx); Pathfinder takes a difficulty (easy, intermediate, hard; LRA uses hard)."""
   task = _TASKS.get(ALIASES.get(name, name))
   if task is None:
-    raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}.")
+    raise errors.ConfigError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}.")
   if task.with_difficulty is not None and difficulty != task.difficulty:
     task = task.with_difficulty(difficulty)
   return task
@@ -159,11 +160,11 @@ def generated_sizes(task: Task, num_examples: Optional[int] = None,
   split, ListOps 2,000 per 96,000 and Pathfinder 1 per 8, rounded, at least 1).
   """
   if task.generator is None:
-    raise ValueError(f"task {task.name!r} cannot be generated.")
+    raise errors.ConfigError(f"task {task.name!r} cannot be generated.")
   official = task.generator.official_sizes
   for name, value in (("num_examples", num_examples), ("num_eval_examples", num_eval_examples)):
     if value is not None and value < 1:
-      raise ValueError(f"{name} must be at least 1, got {value}.")
+      raise errors.ConfigError(f"{name} must be at least 1, got {value}.")
   train = official["train"] if num_examples is None else int(num_examples)
   if num_eval_examples is None:
     num_eval_examples = max(1, round(train * official["validation"] / official["train"]))
@@ -214,7 +215,7 @@ _PATHFINDER_SIZES = {"train": 160_000, "validation": 20_000, "test": 20_000}
 @functools.cache
 def _pathfinder(resolution: int, difficulty: str) -> Task:
   if difficulty not in pathfinder_gen.DIFFICULTIES:
-    raise ValueError(f"unknown Pathfinder difficulty {difficulty!r}; choose one of "
+    raise errors.ConfigError(f"unknown Pathfinder difficulty {difficulty!r}; choose one of "
                      f"{', '.join(pathfinder_gen.DIFFICULTIES)}.")
   subset = pathfinder_gen.subset_dir("", resolution, difficulty).as_posix()
   return Task(

@@ -27,6 +27,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.data import tasks as tasks_lib
 from luna_jax.data import vocab as vocab_lib
 from luna_jax.data.corpus import SentencePieceTokenizer
@@ -38,7 +39,7 @@ SPLIT_FILES = {"train": ("train",), "validation": ("valid", "validation"),
 TOO_LONG = ("truncate", "error")
 
 
-class TranslationDataError(ValueError):
+class TranslationDataError(errors.DataError):
   """A missing, mismatched or damaged parallel-text input or prepared folder."""
 
 
@@ -139,7 +140,7 @@ def generate_and_prepare(folder, num_train: int, num_eval: int, vocab_size: int,
 def read_meta(folder) -> dict:
   path = pathlib.Path(folder).expanduser() / META_FILE
   if not path.is_file():
-    raise FileNotFoundError(
+    raise errors.MissingDataError(
         f"no prepared parallel text in {folder} ({META_FILE} not found). Prepare it with\n"
         f"  python -m luna_jax.data prepare_translation INPUT --src SRC --tgt TGT "
         f"--out {folder}\n(INPUT: a folder of train/valid/test.SRC and .TGT files, or "

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import orbax.checkpoint as ocp
 
+from luna_jax import errors
+
 
 class Checkpointer:
   """`latest/` and `best/` under a directory; a context manager that closes both."""
@@ -67,13 +69,13 @@ class Checkpointer:
     if checkpoint == "best":
       step = self.best_step()
       if step is None:
-        raise FileNotFoundError(f"no best checkpoint in {self.best_dir} (no validation pass "
+        raise errors.WorkdirError(f"no best checkpoint in {self.best_dir} (no validation pass "
                                 "has run); use --checkpoint latest.")
       return self.restore_best(abstract_state.params)[0], step
     step = self.latest_step() if checkpoint == "latest" else int(checkpoint)
     available = self.latest_steps()
     if step is None or step not in available:
-      raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {self.latest_dir}; available "
+      raise errors.WorkdirError(f"no checkpoint {checkpoint!r} in {self.latest_dir}; available "
                               f"steps: {available}.")
     return self.restore_latest(abstract_state, step)[0].params, step
 

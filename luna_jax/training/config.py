@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
-from luna_jax import registry
+from luna_jax import errors, registry
 from luna_jax.data.tasks import Task, get_task
 from luna_jax.lm import LanguageModel, MaskingRates, lm_vocab_size
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
@@ -37,8 +37,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.max_len = 2002  # tokens per example (per document for retrieval), CLS and EOS included
   c.add_cls = True  # prepend CLS (its final state is the "cls" pooling's sentence vector)
   c.add_eos = True  # append EOS
-  c.generate_listops_examples = 96_000  # ListOps train size generated on first use; 0: never
-  c.generate_eval_examples = 0  # ... and its validation and test size each; 0: LRA's 2,000 per 96,000
+  # Generated tasks (ListOps, Pathfinder, Path-X) missing from data_dir are generated on
+  # first use, on every core: -1 the official training size (ListOps 96,000, Pathfinder
+  # 160,000), n > 0 that many, 0 never (stop with the prepare command instead).
+  c.generate_examples = -1
+  c.generate_eval_examples = 0  # ... and the validation and test size each; 0: the
+  #                               official proportion (ListOps 2,000 per 96,000, Pathfinder 1/8)
   c.seed = 0  # parameters, dropout and data order
   # task=translation (objective=seq2seq): a folder made by `python -m luna_jax.data
   # prepare_translation` (or generated on first use, translation.generate).
@@ -167,7 +171,7 @@ def mixer_settings(config):
   try:
     return registry.make_settings(name, block, run_of(config))
   except ValueError as e:  # the mixer's message starts with the setting's name
-    raise ValueError(f"invalid config: model.{name}.{e}") from None
+    raise errors.ConfigError(f"invalid config: model.{name}.{e}") from None
 
 
 def build_model(config, task: Task | None = None):
@@ -230,7 +234,7 @@ def task_of(config) -> Task:
 
 def _require(ok: bool, message: str) -> None:
   if not ok:
-    raise ValueError(f"invalid config: {message}")
+    raise errors.ConfigError(f"invalid config: {message}")
 
 
 def validate(config, num_devices: int, num_processes: int = 1) -> Task:
@@ -298,7 +302,7 @@ def _validate_objective(config) -> None:
     MaskingRates(config.mlm.mask_rate, config.mlm.mask_fraction,
                  config.mlm.random_fraction).check()
   except ValueError as e:
-    raise ValueError(f"invalid config: {e}") from None
+    raise errors.ConfigError(f"invalid config: {e}") from None
   p = config.pretrain
   _require(p.objective in ("", "mlm", "clm"), f"pretrain.objective={p.objective!r} is not "
            "one of '', 'mlm', 'clm'.")

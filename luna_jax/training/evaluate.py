@@ -7,6 +7,8 @@ from typing import Optional
 
 import ml_collections
 
+from luna_jax import errors
+
 from luna_jax.training.loop import Trainer
 from luna_jax.training.run import CONFIG_FILE, Run, workdir_path
 
@@ -15,7 +17,7 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   """The config.json a train.py run wrote into its workdir."""
   path = workdir_path(workdir) / CONFIG_FILE
   if not path.is_file():
-    raise FileNotFoundError(f"{path} not found: is {workdir} a train.py workdir?")
+    raise errors.WorkdirError(f"{path} not found: is {workdir} a train.py workdir?")
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 

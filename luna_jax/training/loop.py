@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from luna_jax import data
+from luna_jax import data, errors
 from luna_jax.training import config as config_lib
 from luna_jax.training import objectives
 from luna_jax.training.checkpoint import Checkpointer
@@ -29,19 +29,22 @@ from luna_jax.training.run import Run
 from luna_jax.training.steps import create_state, make_eval_step, make_train_step
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is left in place."""
 
 
 def ensure_data(config, task) -> None:
-  """Generates ListOps on first use; any other missing task stops with the command."""
+  """Generates a generated task (ListOps, Pathfinder) on first use, as config.
+  generate_examples says; any other missing task stops with the prepare command."""
   if task.name in ("corpus", "translation"):
     return  # read_meta has already checked the folder (Run.create)
+  generate = config.generate_examples
+  if generate < 0:
+    generate = task.generator.official_sizes["train"] if task.generator else 0
   data.ensure_prepared(
-      task, config.data_dir,
-      generate=config.generate_listops_examples if task.name == "listops" else 0,
+      task, config.data_dir, generate=generate,
       num_eval_examples=config.generate_eval_examples or None, progress=config.progress_bar,
-      lead=jax.process_index() == 0, barrier=lambda: _sync("listops_generated"))
+      lead=jax.process_index() == 0, barrier=lambda: _sync("data_generated"))
 
 
 def ensure_translation_data(config) -> None:

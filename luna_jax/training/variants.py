@@ -18,6 +18,8 @@ from typing import Callable, Mapping
 
 import ml_collections
 
+from luna_jax import errors
+
 Variant = Callable[[ml_collections.ConfigDict], None]
 
 
@@ -27,7 +29,7 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str,
   fails with the known ones. `source` is the config file (its name goes in the message)."""
   if variant:
     if variant not in variants:
-      raise ValueError(f"unknown variant {variant!r} of {pathlib.Path(source).name}; known: "
+      raise errors.ConfigError(f"unknown variant {variant!r} of {pathlib.Path(source).name}; known: "
                        f"{', '.join(sorted(variants)) or 'none'}")
     variants[variant](config)
   return config
