@@ -91,3 +91,17 @@ class LayerBase(nn.Module):
         activation=activation, name="ffn")
     return self.residual(x, lambda h: ffn(h, deterministic=deterministic), "ffn_norm",
                          deterministic)
+
+
+class CrossAttentionBase(nn.Module):
+  """Fields every encoder-decoder attention accepts (`MixerSpec.cross_attention`; the
+  decoder layer sets them): heads, the mixer's settings object, attention dropout,
+  init style, dtypes. Its call: (x_BxNxD, p_BxLxD | None, *, memory_BxMxD,
+  memory_mask_BxM, p_mask_BxL, deterministic) -> (y_x_BxNxD, y_p_BxLxD | None)."""
+
+  num_heads: int
+  settings: object = None
+  attention_dropout: float = 0.0
+  init_style: str = "xavier"
+  dtype: common.DType = jnp.float32
+  param_dtype: common.DType = jnp.float32

@@ -90,27 +90,15 @@ class DecoderLayer(LayerBase):
     return self.feed_forward_block(x, deterministic, activation="relu"), p
 
 
-class Decoder(nn.Module):
+class Decoder(Encoder):
   """`num_layers` decoder layers of the mixer named `mixer` (its causal form).
 
-  Attributes as `luna_jax.Encoder` (mixer_options: the mixer's settings); decode=True
-  steps through the 'cache' collection.
+  Attributes: the Encoder's (mixer_options: the mixer's settings; normalize_before None
+  takes the mixer's default; `causal` is ignored: a decoder is always causal), with a
+  ReLU FFN by default; decode=True steps through the 'cache' collection.
   """
 
-  mixer: str = "luna"
-  num_layers: int = 1
-  num_heads: int = 8
-  ffn_dim: int = 2048
-  dropout: float = 0.1
-  attention_dropout: float = 0.1
-  activation_dropout: float = 0.0
-  normalize_before: bool = False
-  decode: bool = False
-  init_style: str = "xavier"
   ffn_activation: Optional[str] = "relu"
-  mixer_options: Any = dataclasses.field(default_factory=dict)
-  dtype: common.DType = jnp.float32
-  param_dtype: common.DType = jnp.float32
 
   @nn.compact
   def __call__(self, y_BxTxD, *, memory_BxMxD, memory_mask_BxM, p_BxLxD=None,
@@ -132,6 +120,8 @@ class Decoder(nn.Module):
       if p_BxLxD is None:
         raise ValueError(f"the {self.mixer!r} decoder needs the encoder's P.")
       p, p_mask_BxL = spec.decoder_p(settings, p_BxLxD, memory_mask_BxM)
+    normalize_before = (spec.normalize_before if self.normalize_before is None
+                        else self.normalize_before)
     x = y_BxTxD.astype(self.dtype)
     for i in range(self.num_layers):
       x, p = DecoderLayer(
@@ -139,12 +129,12 @@ class Decoder(nn.Module):
           ffn_dim=self.ffn_dim, dropout=self.dropout,
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout,
-          normalize_before=self.normalize_before, decode=self.decode,
+          normalize_before=normalize_before, decode=self.decode,
           init_style=self.init_style, ffn_activation=self.ffn_activation,
           dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}")(
               x, p, memory_BxMxD=memory_BxMxD, memory_mask_BxM=memory_mask_BxM,
               mask_BxT=mask_BxT, p_mask_BxL=p_mask_BxL, deterministic=deterministic)
-    if self.normalize_before:
+    if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
     return x
 

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from luna_jax import common, registry
-from luna_jax.layers import LayerBase
+from luna_jax.layers import CrossAttentionBase, LayerBase
 from luna_jax.mixers.luna_attention import LunaAttention
 from luna_jax.mixers.luna_causal import LunaCausalAttention
 
@@ -180,18 +180,12 @@ def final_p(encoder, settings: LunaSettings, p_BxLxD: Array) -> Array:
   return common.layer_norm("final_p_norm", encoder.dtype, encoder.param_dtype)(p_BxLxD)
 
 
-class LunaCrossAttention(nn.Module):
+class LunaCrossAttention(CrossAttentionBase):
   """The encoder-decoder attention of the authors' LunaDecoderLayer: Luna attention with
   the decoder's P packing the encoder output (its padding masked) and the decoder's
   tokens unpacking the result (P rows masked by p_mask). Returns (Y_X, Y_P); the decoder
-  layer adds Y_P to P under its own LayerNorm, so P is updated by cross-attention only."""
-
-  num_heads: int
-  settings: LunaSettings
-  attention_dropout: float = 0.0
-  init_style: str = "xavier"
-  dtype: common.DType = jnp.float32
-  param_dtype: common.DType = jnp.float32
+  layer adds Y_P to P under its own LayerNorm, so P is updated by cross-attention only.
+  `settings` is the LunaSettings (pack_heads, tied_kv)."""
 
   @nn.compact
   def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from luna_jax import common, registry
 from luna_jax.chunked_attention import chunked_attention
-from luna_jax.layers import LayerBase
+from luna_jax.layers import CrossAttentionBase, LayerBase
 
 Array = common.Array
 
@@ -285,18 +285,11 @@ class TransformerEncoderLayer(LayerBase):
     return self.feed_forward_block(x, deterministic), p_BxLxD
 
 
-class SoftmaxCrossAttention(nn.Module):
+class SoftmaxCrossAttention(CrossAttentionBase):
   """Softmax encoder-decoder attention (Vaswani et al. 2017, Sec. 3.2.3): the decoder's
   tokens attend to the encoder output, its padding masked; the registry's default
   `cross_attention`, used by the Transformer's and the convolutions' decoders. P passes
   through (returns (Y_X, None))."""
-
-  num_heads: int
-  settings: object = None
-  attention_dropout: float = 0.0
-  init_style: str = "xavier"
-  dtype: common.DType = jnp.float32
-  param_dtype: common.DType = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
