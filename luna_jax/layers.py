@@ -97,7 +97,10 @@ class CrossAttentionBase(nn.Module):
   """Fields every encoder-decoder attention accepts (`MixerSpec.cross_attention`; the
   decoder layer sets them): heads, the mixer's settings object, attention dropout,
   init style, dtypes. Its call: (x_BxNxD, p_BxLxD | None, *, memory_BxMxD,
-  memory_mask_BxM, p_mask_BxL, deterministic) -> (y_x_BxNxD, y_p_BxLxD | None)."""
+  memory_mask_BxM, p_mask_BxL, deterministic, static=None) -> (y_x_BxNxD,
+  y_p_BxLxD | None, static): `static` is whatever depends on the source alone (the
+  memory's projected keys and values, ...), returned so that decoding computes it once
+  and passes it back at every step."""
 
   num_heads: int
   settings: object = None

@@ -59,9 +59,9 @@ class MixerSpec:
     final_p: (encoder, settings, P) -> P after a pre-LN stack (its final LayerNorm);
       None leaves P as the last layer returned it.
     cross_attention: the encoder-decoder attention of this mixer's decoder layers
-      (`luna_jax.seq2seq`): a Linen module class called as
-      (x_BxNxD, p_BxLxD | None, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
-      deterministic) -> (y_x_BxNxD, y_p_BxLxD | None), built with num_heads,
+      (`luna_jax.seq2seq`): a
+      `luna_jax.layers.CrossAttentionBase` subclass (its call returns (y_x, y_p or None,
+      the source-only tensors decoding reuses)), built with num_heads,
       attention_dropout, init_style, dtype, param_dtype and the mixer's settings as
       `settings`. A y_p that is not None updates the decoder's P (Luna). None: softmax
       multi-head attention over the encoder output.

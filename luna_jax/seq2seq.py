@@ -54,7 +54,10 @@ class DecoderLayer(LayerBase):
 
   @nn.compact
   def __call__(self, x_BxTxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, mask_BxT=None,
-               p_mask_BxL=None, deterministic: bool = True):
+               p_mask_BxL=None, deterministic: bool = True, prime: bool = False):
+    """prime (decode mode): compute and cache what the cross-attention reuses at every
+    step (its source-only tensors and the P it returns), skipping the rest; then each
+    decoding step reads them from the cache instead of recomputing them."""
     spec = registry.get_mixer(self.mixer)
     settings = spec.settings() if self.settings is None else self.settings
     base = dict(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
@@ -62,24 +65,29 @@ class DecoderLayer(LayerBase):
                 activation_dropout=self.activation_dropout,
                 normalize_before=self.normalize_before, init_style=self.init_style,
                 dtype=self.dtype, param_dtype=self.param_dtype)
-    self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
-                             name="self_mixing",
-                             **spec.fields_for_layer(settings, self.layer_index))
-    x, p = self_mixing(x_BxTxD, p_BxLxD, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
-                       deterministic=deterministic)
+    x, p = x_BxTxD, p_BxLxD
+    if not prime:  # (self-mixing never changes P)
+      self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
+                               name="self_mixing",
+                               **spec.fields_for_layer(settings, self.layer_index))
+      x, p = self_mixing(x, p, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
+                         deterministic=deterministic)
 
     cross = (spec.cross_attention or SoftmaxCrossAttention)(
         num_heads=self.num_heads, settings=settings,
         attention_dropout=self.attention_dropout, init_style=self.init_style,
         dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
+    cached = self.decode and not prime and self.has_variable("cache", "cross_static")
     drop = nn.Dropout(self.dropout)
     x_in, p_in = x, p
     if self.normalize_before:
       x_in = self.norm("cross_norm")(x)
-      if spec.cross_attention is not None and p is not None:
+      if spec.cross_attention is not None and p is not None and not cached:
         p_in = self.norm("cross_p_norm")(p)
-    y_x, y_p = cross(x_in, p_in, memory_BxMxD=memory_BxMxD, memory_mask_BxM=memory_mask_BxM,
-                     p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+    static = self.get_variable("cache", "cross_static") if cached else None
+    y_x, y_p, static = cross(x_in, p_in, memory_BxMxD=memory_BxMxD,
+                             memory_mask_BxM=memory_mask_BxM, p_mask_BxL=p_mask_BxL,
+                             deterministic=deterministic, static=static)
     x = x + drop(y_x, deterministic=deterministic)
     if y_p is not None:
       p = p + drop(y_p.astype(p.dtype), deterministic=deterministic)
@@ -87,6 +95,14 @@ class DecoderLayer(LayerBase):
       x = self.norm("cross_norm")(x)
       if y_p is not None:
         p = self.norm("cross_p_norm")(p)
+    if self.decode:
+      if cached:
+        p = self.get_variable("cache", "cross_p")
+      elif self.is_mutable_collection("cache"):  # init (shapes) or prime (values)
+        self.put_variable("cache", "cross_static", static)
+        self.put_variable("cache", "cross_p", p)
+    if prime:
+      return x, p
     return self.feed_forward_block(x, deterministic, activation="relu"), p
 
 
@@ -102,9 +118,10 @@ class Decoder(Encoder):
 
   @nn.compact
   def __call__(self, y_BxTxD, *, memory_BxMxD, memory_mask_BxM, p_BxLxD=None,
-               mask_BxT=None, deterministic: bool = True) -> Array:
+               mask_BxT=None, deterministic: bool = True, prime: bool = False) -> Array:
     """y: embedded target inputs (in decode mode: the next T tokens); memory: the encoder
-    output and its mask; p: the encoder's final P (mixers with P). Returns (B, T, D)."""
+    output and its mask; p: the encoder's final P (mixers with P); prime: fill the
+    layers' cross-attention caches (see DecoderLayer). Returns (B, T, D)."""
     spec = registry.get_mixer(self.mixer)
     if spec.not_causal_because:
       raise ValueError(f"mixer {self.mixer!r} cannot decode: {spec.not_causal_because}")
@@ -133,7 +150,8 @@ class Decoder(Encoder):
           init_style=self.init_style, ffn_activation=self.ffn_activation,
           dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}")(
               x, p, memory_BxMxD=memory_BxMxD, memory_mask_BxM=memory_mask_BxM,
-              mask_BxT=mask_BxT, p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+              mask_BxT=mask_BxT, p_mask_BxL=p_mask_BxL, deterministic=deterministic,
+              prime=prime)
     if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
     return x
@@ -241,6 +259,14 @@ class Seq2SeqModel(nn.Module):
     logits = (self.output_proj(h) if self.share_embeddings == "none" else embed.attend(h))
     return logits.astype(common.softmax_dtype(self.dtype))
 
+  def prime_cache(self, encoded: dict) -> None:
+    """Decode mode, with the 'cache' mutable: computes each decoder layer's source-only
+    cross-attention tensors and P once (see `initial_cache`)."""
+    rows = encoded["memory"].shape[0]
+    self.decoder_stack(jnp.zeros((rows, 1, self.d_model), self.dtype),
+                       memory_BxMxD=encoded["memory"], memory_mask_BxM=encoded["memory_mask"],
+                       p_BxLxD=encoded.get("p"), prime=True)
+
   def __call__(self, source_BxS: Array, target_in_BxT: Array, *,
                deterministic: bool = True) -> Array:
     """Teacher-forced logits (B, T, V)."""
@@ -257,15 +283,20 @@ def shift_right(target_BxT: Array, bos_id: int) -> Array:
                              axis=1).astype(target_BxT.dtype)
 
 
-def empty_cache(model: Seq2SeqModel, encoded: dict, rows: int, max_len: int):
-  """The decoder's zero caches for `rows` rows and up to max_len steps (shapes only are
-  traced; nothing is computed)."""
+def initial_cache(model: Seq2SeqModel, params, encoded: dict, rows: int, max_len: int):
+  """The decoder's caches before the first step, for `rows` rows and up to max_len steps:
+  the self-mixing caches empty (zeros; their shapes traced, nothing computed), and each
+  layer's cross-attention tensors that depend on the source alone (the memory's keys and
+  values; Luna's unpack keys and values and its P) computed once from `encoded`."""
   decoder = model.clone(decode=True)
   tokens = jnp.zeros((rows, max_len), jnp.int32)
   shapes = jax.eval_shape(
       lambda e: decoder.init(jax.random.key(0), tokens, e, method=Seq2SeqModel.decode_logits),
       encoded)
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+  cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+  _, state = decoder.apply({"params": params, "cache": cache}, encoded,
+                           method=Seq2SeqModel.prime_cache, mutable=["cache"])
+  return state["cache"]
 
 
 def step_function(model: Seq2SeqModel, params, encoded: dict,
@@ -297,11 +328,11 @@ def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bo
   b = source_BxS.shape[0]
   never = (0, bos_id)
   if beam_size == 1:
-    cache = empty_cache(model, encoded, b, max_len)
+    cache = initial_cache(model, params, encoded, b, max_len)
     return decoding.greedy_search(step_function(model, params, encoded, never), cache, batch=b,
                                   max_len=max_len, bos_id=bos_id, eos_id=eos_id)
   encoded = jax.tree.map(lambda a: jnp.repeat(a, beam_size, axis=0), encoded)
-  cache = empty_cache(model, encoded, b * beam_size, max_len)
+  cache = initial_cache(model, params, encoded, b * beam_size, max_len)
   tokens, _ = decoding.beam_search(
       step_function(model, params, encoded, never), cache, batch=b, beam_size=beam_size,
       max_len=max_len, bos_id=bos_id, eos_id=eos_id, length_penalty=length_penalty)

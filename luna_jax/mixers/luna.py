@@ -185,17 +185,19 @@ class LunaCrossAttention(CrossAttentionBase):
   the decoder's P packing the encoder output (its padding masked) and the decoder's
   tokens unpacking the result (P rows masked by p_mask). Returns (Y_X, Y_P); the decoder
   layer adds Y_P to P under its own LayerNorm, so P is updated by cross-attention only.
-  `settings` is the LunaSettings (pack_heads, tied_kv)."""
+  `settings` is the LunaSettings (pack_heads, tied_kv). Its reusable `static` part is
+  the unpack's keys and values: given them, the pack is skipped (Y_P is None)."""
 
   @nn.compact
   def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
-               deterministic: bool = True):
+               deterministic: bool = True, static=None):
     return LunaAttention(
         num_heads=self.num_heads, pack_heads=self.settings.pack_heads or None,
         tied_kv=self.settings.tied_kv, attention_dropout=self.attention_dropout,
         init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype,
         name="attention")(x_BxNxD, p_BxLxD, memory_BxMxD, context_mask_BxM=memory_mask_BxM,
-                          p_mask_BxL=p_mask_BxL, deterministic=deterministic)
+                          p_mask_BxL=p_mask_BxL, deterministic=deterministic,
+                          unpack_kv=static, return_unpack_kv=True)
 
 
 def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):

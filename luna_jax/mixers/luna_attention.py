@@ -72,7 +72,9 @@ class LunaAttention(nn.Module):
       context_mask_BxM: Optional[Array] = None,
       p_mask_BxL: Optional[Array] = None,
       deterministic: bool = True,
-  ) -> tuple[Array, Array]:
+      unpack_kv: Optional[tuple[Array, Array]] = None,
+      return_unpack_kv: bool = False,
+  ):
     """Packs the context into P's l rows, then lets X attend to them.
 
     Args:
@@ -83,10 +85,15 @@ class LunaAttention(nn.Module):
       p_mask_BxL: True at P rows X may attend to; False rows are excluded from unpack
         (Luna's "dynamic projection": rows j >= length of the example).
       deterministic: disables dropout when True; otherwise needs a 'dropout' rng.
+      unpack_kv: the unpack's keys and values (B, H, L, K) from an earlier call with the
+        same P and context (decoding: they depend on the source only); the pack is then
+        skipped and Y_P is None.
+      return_unpack_kv: also return those keys and values.
 
     Returns:
       (Y_X of shape (B, N, D), Y_P of shape (B, L, D)): the unpacked output (after the
-      output projection) and the packed context (no output projection).
+      output projection) and the packed context (no output projection); with
+      return_unpack_kv, (Y_X, Y_P, (K, V)).
     """
     c_BxMxD = x_BxNxD if context_BxMxD is None else context_BxMxD
     d = x_BxNxD.shape[-1]
@@ -114,22 +121,26 @@ class LunaAttention(nn.Module):
     def project(name, a_BxTxD, role="in_proj"):
       return common.dense_rows(proj(name, role), a_BxTxD)
 
-    pq_BxHxLxK = common.heads_first(project("p_query", p_BxLxD) * dhp**-0.5, hp)
-    kv_names = ("p_context",) if self.tied_kv else ("p_key", "p_value")
-    if self._attend_first(hp, p_BxLxD.shape[1], d):
-      packed_BxHxLxK = self._pack_attend_first(
-          pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, dropout, deterministic)
-    else:
-      pk_BxHxMxK = pv_BxHxMxK = common.heads_first(project(kv_names[0], c_BxMxD), hp)
-      if not self.tied_kv:
-        pv_BxHxMxK = common.heads_first(project(kv_names[1], c_BxMxD), hp)
-      packed_BxHxLxK = common.attend_heads_first(
-          pq_BxHxLxK, pk_BxHxMxK, pv_BxHxMxK, context_mask_BxM, dropout, deterministic)
-    y_p_BxLxD = common.heads_last(packed_BxHxLxK)
+    y_p_BxLxD = None
+    if unpack_kv is None:
+      pq_BxHxLxK = common.heads_first(project("p_query", p_BxLxD) * dhp**-0.5, hp)
+      kv_names = ("p_context",) if self.tied_kv else ("p_key", "p_value")
+      if self._attend_first(hp, p_BxLxD.shape[1], d):
+        packed_BxHxLxK = self._pack_attend_first(
+            pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, dropout, deterministic)
+      else:
+        pk_BxHxMxK = pv_BxHxMxK = common.heads_first(project(kv_names[0], c_BxMxD), hp)
+        if not self.tied_kv:
+          pv_BxHxMxK = common.heads_first(project(kv_names[1], c_BxMxD), hp)
+        packed_BxHxLxK = common.attend_heads_first(
+            pq_BxHxLxK, pk_BxHxMxK, pv_BxHxMxK, context_mask_BxM, dropout, deterministic)
+      y_p_BxLxD = common.heads_last(packed_BxHxLxK)
 
     # Unpack: X attends to a new projection of the packed context.
     q_BxHxNxK = common.heads_first(project("query", x_BxNxD) * dh**-0.5, h)
-    if self.tied_kv:
+    if unpack_kv is not None:
+      k_BxHxLxK, v_BxHxLxK = unpack_kv
+    elif self.tied_kv:
       k_BxHxLxK = v_BxHxLxK = common.heads_first(project("context", y_p_BxLxD), h)
     else:
       k_BxHxLxK = common.heads_first(project("key", y_p_BxLxD), h)
@@ -137,6 +148,8 @@ class LunaAttention(nn.Module):
     out_BxHxNxK = common.attend_heads_first(
         q_BxHxNxK, k_BxHxLxK, v_BxHxLxK, p_mask_BxL, dropout, deterministic)
     y_x_BxNxD = project("out", common.heads_last(out_BxHxNxK), role="out_proj")
+    if return_unpack_kv:
+      return y_x_BxNxD, y_p_BxLxD, (k_BxHxLxK, v_BxHxLxK)
     return y_x_BxNxD, y_p_BxLxD
 
   def _attend_first(self, hp: int, l: int, d: int) -> bool:

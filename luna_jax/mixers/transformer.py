@@ -127,11 +127,16 @@ class MultiHeadAttention(nn.Module):
       context_mask_BxM: Optional[Array] = None,
       segment_ids_BxN: Optional[Array] = None,
       deterministic: bool = True,
-  ) -> Array:
+      context_kv: Optional[tuple[Array, Array]] = None,
+      return_context_kv: bool = False,
+  ):
     """Args: x (B, N, D); context (B, M, D) or None for self-attention; context_mask
     True at real tokens; segment_ids (self-attention only): int (B, N), positions attend
-    only to keys of their own segment (packed documents), through the explicit path.
-    Returns (B, N, D)."""
+    only to keys of their own segment (packed documents), through the explicit path;
+    context_kv: the keys and values (B, M, H, K) of the context from an earlier call
+    (cross-attention while decoding: the encoder output's, projected once), used instead
+    of projecting the context; return_context_kv: also return them.
+    Returns (B, N, D), or ((B, N, D), (keys, values)) with return_context_kv."""
     c_BxMxD = x_BxNxD if context_BxMxD is None else context_BxMxD
     d = x_BxNxD.shape[-1]
     h = self.num_heads
@@ -145,8 +150,11 @@ class MultiHeadAttention(nn.Module):
       )
 
     q_BxNxHxK = common.split_heads(proj("query")(x_BxNxD), h)
-    k_BxMxHxK = common.split_heads(proj("key")(c_BxMxD), h)
-    v_BxMxHxK = common.split_heads(proj("value")(c_BxMxD), h)
+    if context_kv is not None:
+      k_BxMxHxK, v_BxMxHxK = context_kv
+    else:
+      k_BxMxHxK = common.split_heads(proj("key")(c_BxMxD), h)
+      v_BxMxHxK = common.split_heads(proj("value")(c_BxMxD), h)
     use_dropout = self.attention_dropout > 0 and not deterministic
     if self.decode:
       if not self.causal or context_BxMxD is not None:
@@ -199,7 +207,10 @@ class MultiHeadAttention(nn.Module):
       out_BxNxHxK = _attend_with_query_mask(
           q_BxNxHxK * dh**-0.5, k_BxMxHxK, v_BxMxHxK, mask_BxNxM,
           nn.Dropout(self.attention_dropout), not use_dropout)
-    return proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
+    out_BxNxD = proj("out", role="out_proj")(common.merge_heads(out_BxNxHxK))
+    if return_context_kv:
+      return out_BxNxD, (k_BxMxHxK, v_BxMxHxK)
+    return out_BxNxD
 
 
 def _cudnn_attention(q_BxNxHxK, k_BxMxHxK, v_BxMxHxK, mask_BxM, causal):
@@ -289,18 +300,19 @@ class SoftmaxCrossAttention(CrossAttentionBase):
   """Softmax encoder-decoder attention (Vaswani et al. 2017, Sec. 3.2.3): the decoder's
   tokens attend to the encoder output, its padding masked; the registry's default
   `cross_attention`, used by the Transformer's and the convolutions' decoders. P passes
-  through (returns (Y_X, None))."""
+  through (returns (Y_X, None, the memory's keys and values))."""
 
   @nn.compact
   def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
-               deterministic: bool = True):
+               deterministic: bool = True, static=None):
     del p_BxLxD, p_mask_BxL
-    y = MultiHeadAttention(
+    y, kv = MultiHeadAttention(
         num_heads=self.num_heads, attention_dropout=self.attention_dropout,
         init_style=self.init_style, dtype=self.dtype, param_dtype=self.param_dtype,
         name="attention")(x_BxNxD, memory_BxMxD, context_mask_BxM=memory_mask_BxM,
-                          deterministic=deterministic)
-    return y, None
+                          deterministic=deterministic, context_kv=static,
+                          return_context_kv=True)
+    return y, None, kv
 
 
 def check(settings: TransformerSettings, run: registry.RunShape) -> None:
