@@ -24,7 +24,7 @@ Masks are boolean and True at real tokens (or at usable P rows).
 from luna_jax import mixers  # noqa: F401  (registers the built-in mixers)
 from luna_jax.common import LAYER_NORM_EPS, gelu
 from luna_jax.encoder import Encoder
-from luna_jax.layers import FeedForward, LayerBase
+from luna_jax.layers import CrossAttentionBase, FeedForward, LayerBase
 from luna_jax.mixers.convolution import (ConvEncoderLayer, DynamicConv, DynamicConvEncoderLayer,
                                          LightweightConv)
 from luna_jax.mixers.linformer import (LinformerAttention, LinformerEncoderLayer,
@@ -35,6 +35,7 @@ from luna_jax.mixers.luna_causal import LunaCausalAttention, omega
 from luna_jax.mixers.transformer import MultiHeadAttention, TransformerEncoderLayer
 from luna_jax.lm import LanguageModel
 from luna_jax.model import LraClassifier
+from luna_jax.seq2seq import Decoder, DecoderLayer, Seq2SeqModel
 from luna_jax.registry import (MixerSpec, RunShape, get_mixer, mixer_names, register_mixer,
                                unregister_mixer)
 
@@ -42,6 +43,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvEncoderLayer",
+    "CrossAttentionBase",
+    "Decoder",
+    "DecoderLayer",
     "DynamicConv",
     "DynamicConvEncoderLayer",
     "Encoder",
@@ -60,6 +64,7 @@ __all__ = [
     "MixerSpec",
     "MultiHeadAttention",
     "RunShape",
+    "Seq2SeqModel",
     "TransformerEncoderLayer",
     "gelu",
     "get_mixer",
