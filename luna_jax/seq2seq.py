@@ -299,20 +299,52 @@ def initial_cache(model: Seq2SeqModel, params, encoded: dict, rows: int, max_len
   return state["cache"]
 
 
+# Cache entries that depend on the source alone (DecoderLayer's): they never change while
+# decoding, and every beam of an example holds the same ones.
+STATIC_CACHE = ("cross_static", "cross_p")
+
+
+def split_cache(cache) -> tuple[dict, dict]:
+  """(the entries a step changes, the source-only STATIC_CACHE entries), as two nested
+  dicts; `merge_cache` puts them back together."""
+  changing, static = {}, {}
+  for key, value in cache.items():
+    if key in STATIC_CACHE:
+      static[key] = value
+    elif isinstance(value, Mapping):
+      changing[key], inner = split_cache(value)
+      if inner:
+        static[key] = inner
+    else:
+      changing[key] = value
+  return changing, static
+
+
+def merge_cache(changing, static) -> dict:
+  merged = dict(changing)
+  for key, value in static.items():
+    merged[key] = merge_cache(changing[key], value) if key in changing else value
+  return merged
+
+
 def step_function(model: Seq2SeqModel, params, encoded: dict,
-                  never: tuple[int, ...] = (0,)):
+                  never: tuple[int, ...] = (0,), static: Optional[dict] = None):
   """decoding.StepFn over the decoder's caches: (cache, tokens (R,)) -> (log probs (R, V),
   cache), with the encoder output of the R rows closed over; ids in `never` (padding,
-  BOS) get log probability -inf-like, so they are never generated."""
+  BOS) get log probability -inf-like, so they are never generated. static: the cache's
+  source-only entries (`split_cache`), closed over too, so that the state a beam search
+  reorders after every step holds only what the steps change."""
   decoder = model.clone(decode=True)
   banned_V = jnp.zeros((model.vocab_size,), bool).at[jnp.asarray(never)].set(True)
 
   def step(cache, tokens_R):
-    logits, variables = decoder.apply({"params": params, "cache": cache}, tokens_R[:, None],
+    full = cache if static is None else merge_cache(cache, static)
+    logits, variables = decoder.apply({"params": params, "cache": full}, tokens_R[:, None],
                                       encoded, method=Seq2SeqModel.decode_logits,
                                       mutable=["cache"])
     logits_RxV = jnp.where(banned_V, common.MASK_VALUE, logits[:, 0].astype(jnp.float32))
-    return jax.nn.log_softmax(logits_RxV, axis=-1), variables["cache"]
+    cache = variables["cache"] if static is None else split_cache(variables["cache"])[0]
+    return jax.nn.log_softmax(logits_RxV, axis=-1), cache
 
   return step
 
@@ -328,12 +360,13 @@ def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bo
   b = source_BxS.shape[0]
   never = (0, bos_id)
   if beam_size == 1:
-    cache = initial_cache(model, params, encoded, b, max_len)
-    return decoding.greedy_search(step_function(model, params, encoded, never), cache, batch=b,
-                                  max_len=max_len, bos_id=bos_id, eos_id=eos_id)
+    cache, static = split_cache(initial_cache(model, params, encoded, b, max_len))
+    return decoding.greedy_search(step_function(model, params, encoded, never, static), cache,
+                                  batch=b, max_len=max_len, bos_id=bos_id, eos_id=eos_id)
   encoded = jax.tree.map(lambda a: jnp.repeat(a, beam_size, axis=0), encoded)
-  cache = initial_cache(model, params, encoded, b * beam_size, max_len)
+  cache, static = split_cache(initial_cache(model, params, encoded, b * beam_size, max_len))
   tokens, _ = decoding.beam_search(
-      step_function(model, params, encoded, never), cache, batch=b, beam_size=beam_size,
+      step_function(model, params, encoded, never, static), cache, batch=b,
+      beam_size=beam_size,
       max_len=max_len, bos_id=bos_id, eos_id=eos_id, length_penalty=length_penalty)
   return tokens[:, 0]

@@ -190,9 +190,11 @@ def test_beam_search_through_the_caches_equals_rerunning_the_prefix():
   encoded = jax.tree.map(lambda a: jnp.repeat(a, k, axis=0),
                          model.apply({"params": params}, source,
                                      method=seq2seq.Seq2SeqModel.encode))
+  changing, static = seq2seq.split_cache(
+      seq2seq.initial_cache(model, params, encoded, 2 * k, max_len))
+  assert static and "cross_static" not in str(jax.tree_util.tree_structure(changing))
   got, got_scores = jax.jit(lambda: decoding.beam_search(
-      seq2seq.step_function(model, params, encoded, (0, BOS)),
-      seq2seq.initial_cache(model, params, encoded, 2 * k, max_len), **kw))()
+      seq2seq.step_function(model, params, encoded, (0, BOS), static), changing, **kw))()
   np.testing.assert_array_equal(got, want)
   np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)  # float32 sums
 

@@ -235,14 +235,21 @@ def prepare_corpus(source: str, out_dir, *, tokenizer: str = "bytes", vocab_size
   return meta
 
 
-def read_meta(corpus_dir) -> dict:
-  path = pathlib.Path(corpus_dir).expanduser() / CORPUS_FILE
+def read_folder_record(folder, filename: str, what: str, how_to_prepare: str) -> dict:
+  """The JSON record `filename` of a prepared folder (a corpus, parallel text); a missing
+  one raises MissingDataError saying what is not prepared and the command that makes it."""
+  path = pathlib.Path(folder).expanduser() / filename
   if not path.is_file():
-    raise errors.MissingDataError(
-        f"no prepared corpus in {corpus_dir} ({CORPUS_FILE} not found). Prepare one with\n"
-        f"  python -m luna_jax.data prepare_corpus INPUT --out {corpus_dir}\n"
-        "(INPUT: a .txt file, a folder of .txt files, a .jsonl file or tfds:NAME).")
+    raise errors.MissingDataError(f"no prepared {what} in {folder} ({filename} not found). "
+                                  f"Prepare it with\n  {how_to_prepare}")
   return json.loads(path.read_text())
+
+
+def read_meta(corpus_dir) -> dict:
+  return read_folder_record(
+      corpus_dir, CORPUS_FILE, "corpus",
+      f"python -m luna_jax.data prepare_corpus INPUT --out {corpus_dir}\n(INPUT: a .txt "
+      "file, a folder of .txt files, a .jsonl file or tfds:NAME).")
 
 
 def corpus_task(corpus_dir) -> tasks_lib.Task:

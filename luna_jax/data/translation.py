@@ -30,7 +30,7 @@ import numpy as np
 from luna_jax import errors
 from luna_jax.data import tasks as tasks_lib
 from luna_jax.data import vocab as vocab_lib
-from luna_jax.data.corpus import SentencePieceTokenizer
+from luna_jax.data.corpus import SentencePieceTokenizer, read_folder_record
 
 META_FILE = "translation.json"
 SPM_FILE = "spm.model"
@@ -138,14 +138,10 @@ def generate_and_prepare(folder, num_train: int, num_eval: int, vocab_size: int,
 
 
 def read_meta(folder) -> dict:
-  path = pathlib.Path(folder).expanduser() / META_FILE
-  if not path.is_file():
-    raise errors.MissingDataError(
-        f"no prepared parallel text in {folder} ({META_FILE} not found). Prepare it with\n"
-        f"  python -m luna_jax.data prepare_translation INPUT --src SRC --tgt TGT "
-        f"--out {folder}\n(INPUT: a folder of train/valid/test.SRC and .TGT files, or "
-        "tfds:NAME).")
-  return json.loads(path.read_text())
+  return read_folder_record(
+      folder, META_FILE, "parallel text",
+      f"python -m luna_jax.data prepare_translation INPUT --src SRC --tgt TGT --out "
+      f"{folder}\n(INPUT: a folder of train/valid/test.SRC and .TGT files, or tfds:NAME).")
 
 
 def translation_task(folder) -> tasks_lib.Task:

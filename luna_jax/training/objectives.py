@@ -38,8 +38,17 @@ def _documents(batch: dict) -> tuple[jax.Array, jax.Array]:
   return tokens, weight
 
 
+class _NoGeneration:
+  """Objectives whose metrics are all sums over batches."""
+
+  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
+    """Metrics beyond the sums (translation: BLEU of generated output); none here."""
+    del trainer, params, split, validation
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
-class Classification:
+class Classification(_NoGeneration):
   """Cross-entropy of the label; the best checkpoint has the highest validation accuracy."""
 
   num_classes: int
@@ -57,10 +66,6 @@ class Classification:
           batch["label"]].add(batch["weight"])
     return sums
 
-  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
-    del trainer, params, split, validation
-    return {}
-
   def summarize(self, totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)
     return {"accuracy": float(totals["correct"]) / count,
@@ -70,7 +75,7 @@ class Classification:
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelling:
+class LanguageModelling(_NoGeneration):
   """Masked ("mlm") or causal ("clm") language modelling of the inputs; labels unused.
   Loss and accuracy are over predicted tokens; the best checkpoint has the lowest
   validation loss. Training masks come from the step's key (so a resumed run draws the
@@ -101,10 +106,6 @@ class LanguageModelling:
     if not train:
       sums["documents"] = jnp.sum(doc_weight)
     return sums
-
-  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
-    del trainer, params, split, validation
-    return {}
 
   def summarize(self, totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)

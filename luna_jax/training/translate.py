@@ -17,8 +17,9 @@ def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
   t = run.config.translation
   tokenizer = translation.load_tokenizer(run.config.translation_dir)
   eos = run.task.vocab.eos_id
-  encoded = [np.append(tokenizer.encode(s)[:t.max_source_len - 1], eos) for s in sentences]
-  truncated = sum(len(tokenizer.encode(s)) + 1 > t.max_source_len for s in sentences)
+  pieces = [tokenizer.encode(s) for s in sentences]
+  truncated = sum(len(ids) + 1 > t.max_source_len for ids in pieces)
+  encoded = [np.append(ids[:t.max_source_len - 1], eos) for ids in pieces]
   buckets = translation.bucket_lengths(t.max_source_len)
   rows = max(rows // trainer.rows_multiple, 1) * trainer.rows_multiple
   generate = translation_eval.generator(run)
@@ -31,7 +32,7 @@ def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
     for r, i in enumerate(chunk):
       source[r, :len(encoded[i])] = encoded[i]
     batch = trainer.to_global({"source": source})
-    tokens = translation_eval._local(generate(params, batch["source"],
+    tokens = translation_eval.to_host(generate(params, batch["source"],
                                               translation_eval.generation_length(
                                                   run.config, length)))
     for r, i in enumerate(chunk):

@@ -42,7 +42,8 @@ def generator(run):
   return _GENERATORS[key][1]
 
 
-def _local(a) -> np.ndarray:
+def to_host(a) -> np.ndarray:
+  """A global array as a NumPy array on every process (all rows)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
@@ -62,9 +63,9 @@ def translate_split(run, params, split: str, limit: int = 0, to_global=None) -> 
     source = {"source": batch["source"], "index": batch["index"]}
     if to_global is not None:
       source = to_global(source)
-    tokens = _local(generate(params, source["source"],
+    tokens = to_host(generate(params, source["source"],
                              generation_length(run.config, batch["source"].shape[1])))
-    indices = _local(source["index"])
+    indices = to_host(source["index"])
     for index, row in zip(indices, tokens, strict=True):
       if index < 0 or (limit and index >= limit):
         continue
