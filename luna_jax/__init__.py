@@ -21,23 +21,49 @@ Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) ar
 Masks are boolean and True at real tokens (or at usable P rows).
 """
 
-from luna_jax import mixers  # noqa: F401  (registers the built-in mixers)
-from luna_jax.common import LAYER_NORM_EPS, gelu
-from luna_jax.encoder import Encoder
-from luna_jax.layers import CrossAttentionBase, FeedForward, LayerBase
-from luna_jax.mixers.convolution import (ConvEncoderLayer, DynamicConv, DynamicConvEncoderLayer,
-                                         LightweightConv)
-from luna_jax.mixers.linformer import (LinformerAttention, LinformerEncoderLayer,
-                                       LinformerProjection)
-from luna_jax.mixers.luna import LunaEncoderLayer
-from luna_jax.mixers.luna_attention import LunaAttention
-from luna_jax.mixers.luna_causal import LunaCausalAttention, omega
-from luna_jax.mixers.transformer import MultiHeadAttention, TransformerEncoderLayer
-from luna_jax.lm import LanguageModel
-from luna_jax.model import LraClassifier
-from luna_jax.seq2seq import Decoder, DecoderLayer, Seq2SeqModel
-from luna_jax.registry import (MixerSpec, RunShape, get_mixer, mixer_names, register_mixer,
-                               unregister_mixer)
+import importlib
+
+# Exports, imported on first use: a process that needs only a part (a data generator's
+# worker imports luna_jax.data.pathfinder_gen) does not pay for JAX and Flax.
+_EXPORTS = {
+    "LAYER_NORM_EPS": "luna_jax.common", "gelu": "luna_jax.common",
+    "Encoder": "luna_jax.encoder",
+    "CrossAttentionBase": "luna_jax.layers", "FeedForward": "luna_jax.layers",
+    "LayerBase": "luna_jax.layers",
+    "ConvEncoderLayer": "luna_jax.mixers.convolution",
+    "DynamicConv": "luna_jax.mixers.convolution",
+    "DynamicConvEncoderLayer": "luna_jax.mixers.convolution",
+    "LightweightConv": "luna_jax.mixers.convolution",
+    "LinformerAttention": "luna_jax.mixers.linformer",
+    "LinformerEncoderLayer": "luna_jax.mixers.linformer",
+    "LinformerProjection": "luna_jax.mixers.linformer",
+    "LunaEncoderLayer": "luna_jax.mixers.luna",
+    "LunaAttention": "luna_jax.mixers.luna_attention",
+    "LunaCausalAttention": "luna_jax.mixers.luna_causal", "omega": "luna_jax.mixers.luna_causal",
+    "MultiHeadAttention": "luna_jax.mixers.transformer",
+    "TransformerEncoderLayer": "luna_jax.mixers.transformer",
+    "LanguageModel": "luna_jax.lm",
+    "LraClassifier": "luna_jax.model",
+    "Decoder": "luna_jax.seq2seq", "DecoderLayer": "luna_jax.seq2seq",
+    "Seq2SeqModel": "luna_jax.seq2seq",
+    "MixerSpec": "luna_jax.registry", "RunShape": "luna_jax.registry",
+    "get_mixer": "luna_jax.registry", "mixer_names": "luna_jax.registry",
+    "register_mixer": "luna_jax.registry", "unregister_mixer": "luna_jax.registry",
+}
+
+
+def __getattr__(name: str):
+  module = _EXPORTS.get(name)
+  if module is None:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  value = getattr(importlib.import_module(module), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_EXPORTS))
+
 
 __version__ = "0.1.0"
 

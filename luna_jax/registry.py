@@ -9,6 +9,7 @@ block from its settings and validates a run with its check. Nothing else names a
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Mapping, Optional
 
 from luna_jax import layers
@@ -113,8 +114,15 @@ class MixerSpec:
 _MIXERS: dict[str, MixerSpec] = {}
 
 
+def _builtins() -> dict[str, MixerSpec]:
+  """The registry, with the built-in mixers registered (by importing luna_jax.mixers,
+  once; during that import this returns the registry as it stands)."""
+  importlib.import_module("luna_jax.mixers")
+  return _MIXERS
+
+
 def register_mixer(name: str, spec: MixerSpec) -> None:
-  if name in _MIXERS:
+  if name in _builtins():
     raise ValueError(f"mixer {name!r} is already registered.")
   _MIXERS[name] = spec
 
@@ -126,12 +134,12 @@ def unregister_mixer(name: str) -> None:
 
 
 def mixer_names() -> tuple[str, ...]:
-  return tuple(_MIXERS)
+  return tuple(_builtins())
 
 
 def get_mixer(name: str) -> MixerSpec:
   try:
-    return _MIXERS[name]
+    return _builtins()[name]
   except KeyError:
     raise ValueError(
         f"unknown mixer {name!r}; choose one of: {', '.join(_MIXERS)}."

@@ -275,6 +275,40 @@ def test_candidate_tests_match_brute_force():
     assert 0 < sum(scalar) < len(u)
 
 
+def test_occupancy_queries_match_brute_force():
+  """`nearby` keeps exactly the capsules within reach + clearance of the centre (by
+  dense sampling of each segment), less the owner's exempt one; `boxed` keeps a
+  superset; saving and restoring forgets what came in between."""
+  rng = np.random.default_rng(1)
+  occupancy = pg._Occupancy(radius=0.25, margin=1.0)
+  a = rng.uniform(0, 32, (40, 2))
+  b = a + rng.normal(size=(40, 2)) * 3
+  b[:5] = a[:5]  # discs
+  owners = rng.integers(0, 4, 40)
+  radii = rng.choice([1.25, 1.5], 40)
+  for j in range(30):
+    occupancy.add(a[j], b[j], float(radii[j]), int(owners[j]))
+  state = occupancy.save()
+  occupancy.add_paddle(a[30], b[30], float(radii[30]), owner=2)  # exempt for owner 2
+  for j in range(31, 40):
+    occupancy.add(a[j], b[j], float(radii[j]), int(owners[j]))
+  radius, margin, reach = 0.25, 1.0, 3.0
+  for centre in rng.uniform(0, 32, (60, 2)):
+    for owner in (0, 2):
+      index, clearance = occupancy.nearby(owner, radius, margin, tuple(centre), reach)
+      dist = np.array([_segment_distance(a[j], b[j], centre, centre, 4001) for j in range(40)])
+      want = [j for j in range(40) if dist[j] < reach + radii[j] + radius + margin - 5e-3
+              and not (owner == 2 and j == 30)]
+      assert set(want) <= set(index), (centre, owner)
+      assert all(dist[j] < reach + radii[j] + radius + margin + 5e-3 for j in index)
+      np.testing.assert_allclose(clearance, radii[index] + radius + margin)
+      assert set(index) <= set(occupancy.boxed(owner, radius, margin, tuple(centre), reach))
+  assert occupancy.boxed(2, radius, margin, None, 0.0) == [j for j in range(40) if j != 30]
+  occupancy.restore(state)
+  assert occupancy.count == 30 and occupancy.exempt == {}
+  assert occupancy.nearby(0, radius, margin, None, 0.0)[0] == list(range(30))
+
+
 @pytest.mark.parametrize("resolution", [32, 128])
 def test_image_shows_exactly_the_strokes(resolution):
   """Every paddle is lit near its midpoint; every lit pixel lies within the reach of a

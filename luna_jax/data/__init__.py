@@ -8,7 +8,6 @@ Reading never imports the build code; `prepare` loads it on first use.
 
 import importlib
 
-from luna_jax.data.pipeline import InputConfig, make_dataset, to_tokens
 from luna_jax.data.prepared import (data_source, describe_provenance, ensure_prepared,
                                     is_prepared, read_provenance)
 from luna_jax.data.readers import DataFormatError
@@ -21,8 +20,14 @@ __all__ = ["DataFormatError", "InputConfig", "TASK_NAMES", "Task", "data_source"
            "register_task", "task_names", "to_tokens"]
 
 
+_PIPELINE = ("InputConfig", "make_dataset", "to_tokens")
+
+
 def __getattr__(name: str):
-  """`prepare` and the build modules, imported on first use."""
+  """The pipeline (grain), `prepare` and the build modules, imported on first use: a
+  generator's worker process imports this package, and needs none of them."""
+  if name in _PIPELINE:
+    return getattr(importlib.import_module(f"{__name__}.pipeline"), name)
   if name == "prepare":
     return importlib.import_module(f"{__name__}.build").prepare
   if name in ("build", "builders"):

@@ -23,11 +23,16 @@ real numbers, so a paddle starts at the pixel holding its start point (the origi
 `start_coord`), its far end is rounded up at the fine scale (its `translate_coord`), and
 a marker is centred on the fine pixel at the top left of the pixel holding its tip.
 
+A paddle's window depends only on integers (its far end at the fine scale, the stroke
+width, the window's size), so each distinct one is drawn once per process and reused:
+a few hundred windows serve every image of a resolution. Markers are kept the same way.
+
 Coordinates are (y, x) in output pixels; pixel (i, j) covers [i, i + 1) x [j, j + 1).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -59,23 +64,43 @@ def paddle_image(start: np.ndarray, end: np.ndarray, thickness: float, half: int
   """
   width = max(1, int(round(thickness * scale)))
   centre = half * scale  # the fine pixel of the start
-  head = [int(math.ceil(centre + (end[i] - start[i]) * scale)) for i in (0, 1)]
+  head = tuple(int(math.ceil(centre + (end[i] - start[i]) * scale)) for i in (0, 1))
+  pixel = [int(math.floor(start[i])) for i in (0, 1)]
+  return (pixel[0] - half, pixel[1] - half), _paddle_window(head, width, half, scale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _paddle_window(head: tuple[int, int], width: int, half: int, scale: int) -> np.ndarray:
+  """The downsampled window of a line from the fine window's centre to `head` (fine
+  pixels (y, x)). A window depends on these integers alone, and a resolution has a few
+  hundred of them, so each is drawn once per process. Read-only."""
+  centre = half * scale
   fine = Image.new("L", (2 * centre + 1, 2 * centre + 1), 0)
   ImageDraw.Draw(fine).line([(centre, centre), (head[1], head[0])], fill=255, width=width)
-  pixel = [int(math.floor(start[i])) for i in (0, 1)]
-  return (pixel[0] - half, pixel[1] - half), _downsample(np.asarray(fine),
-                                                         (2 * half + 1, 2 * half + 1))
+  window = _downsample(np.asarray(fine), (2 * half + 1, 2 * half + 1))
+  window.flags.writeable = False
+  return window
 
 
 def disc_image(size: int, centre: np.ndarray, radius: float, scale: int) -> np.ndarray:
   """A marker over the whole (size, size) image, as the original draws it: fine pixels
   within `radius` (in output pixels) of the fine pixel at the top left of the pixel
-  holding `centre`, downsampled -> (size, size) in [0, 1]."""
-  fy, fx = (int(math.floor(centre[i])) * scale for i in (0, 1))
+  holding `centre`, downsampled -> (size, size) in [0, 1]. Read-only."""
+  pixel = tuple(int(math.floor(centre[i])) for i in (0, 1))
+  return _disc_at(size, pixel, float(radius), scale)
+
+
+@functools.lru_cache(maxsize=256)
+def _disc_at(size: int, pixel: tuple[int, int], radius: float, scale: int) -> np.ndarray:
+  """`disc_image` of a marker in output pixel `pixel`, kept for reuse (at 32 x 32 a
+  set has 1,024 positions; the cache holds the recent ones)."""
+  fy, fx = (p * scale for p in pixel)
   dy = (np.arange(size * scale) - fy)[:, None]
   dx = (np.arange(size * scale) - fx)[None, :]
   lit = (dy * dy + dx * dx) <= (radius * scale)**2
-  return _downsample(np.where(lit, np.uint8(255), np.uint8(0)), (size, size))
+  disc = _downsample(np.where(lit, np.uint8(255), np.uint8(0)), (size, size))
+  disc.flags.writeable = False
+  return disc
 
 
 def bytescale(image: np.ndarray) -> np.ndarray:
