@@ -494,15 +494,15 @@ class _Canvas:
     radius = max(radius or 0.0, self.radius)
     return np.all((points >= self.lo + radius) & (points <= self.hi - radius), axis=-1)
 
-  def add_paddle(self, rng: np.random.Generator, pivots: list[np.ndarray], owner: int,
+  def add_paddle(self, rng: np.random.Generator, pivots: list, owner: int,
                  theta: float | None, end_disc: float | None = None,
                  draws: int | None = None) -> float | None:
     """Appends one paddle to a contour.
 
     Args:
-      pivots: the contour so far: [tip] before its first paddle, else its pivots;
-        grown in place (a first paddle also moves pivots[0] to the virtual pivot
-        `paddle_margin` behind the tip).
+      pivots: the contour so far, points (y, x) (arrays or tuples): [tip] before its
+        first paddle, else its pivots; grown in place (a first paddle also moves
+        pivots[0] to the virtual pivot `paddle_margin` behind the tip).
       theta: direction of the previous paddle, or None for a contour's first paddle
         (then it starts at the tip and any direction is equally likely).
       end_disc: if given, the paddle's far end is a tip: it must also have room for (and
@@ -552,7 +552,8 @@ class _Canvas:
     pivots.append((sy + advance * uy, sx + advance * ux))
     return float(thetas[k])
 
-  def _draw_lazily(self, rng: np.random.Generator, start: np.ndarray, thetas: np.ndarray,
+  def _draw_lazily(self, rng: np.random.Generator, start: tuple[float, float],
+                   thetas: np.ndarray,
                    cumulative: list[float], near: float, far: float, advance: float,
                    index: list[int], draws: int) -> int | None:
     """Draws candidates by weight and tests each one alone, up to `draws` times.
@@ -584,14 +585,15 @@ class _Canvas:
       blocked.add(k)
     return None
 
-  def _draw_all(self, rng: np.random.Generator, start: np.ndarray, thetas: np.ndarray,
-                weights: np.ndarray, near: float, far: float, advance: float,
-                index: np.ndarray, clearance: np.ndarray, end_disc: float | None,
-                owner: int) -> int | None:
+  def _draw_all(self, rng: np.random.Generator, start: tuple[float, float],
+                thetas: np.ndarray, weights: np.ndarray, near: float, far: float,
+                advance: float, index: list[int], clearance: list[float],
+                end_disc: float | None, owner: int) -> int | None:
     """Tests every candidate at once and draws one by weight among the free ones.
 
-    Args as in `_draw_lazily`, with weights (K,); end_disc and owner as in `add_paddle`
-    (the end tip may touch its own contour's previous paddle, not any other stroke).
+    Args as in `_draw_lazily`, with weights (K,), and `nearby`'s obstacles and their
+    clearances; end_disc and owner as in `add_paddle` (the end tip may touch its own
+    contour's previous paddle, not any other stroke).
     Returns:
       The chosen candidate, or None when all are blocked.
     """
