@@ -22,6 +22,7 @@ Masks are boolean and True at real tokens (or at usable P rows).
 """
 
 import importlib
+import importlib.util
 
 # Exports, imported on first use: a process that needs only a part (a data generator's
 # worker imports luna_jax.data.pathfinder_gen) does not pay for JAX and Flax.
@@ -53,10 +54,14 @@ _EXPORTS = {
 
 
 def __getattr__(name: str):
+  """An export, or a submodule (luna_jax.mixers), imported on first use."""
   module = _EXPORTS.get(name)
-  if module is None:
+  if module is not None:
+    value = getattr(importlib.import_module(module), name)
+  elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    value = importlib.import_module(f"{__name__}.{name}")
+  else:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  value = getattr(importlib.import_module(module), name)
   globals()[name] = value
   return value
 

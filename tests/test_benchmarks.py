@@ -67,3 +67,23 @@ def test_mlm_perplexity_quick_trains_every_mixer_at_every_length(tmp_path):
   assert {(r["mixer"], r["seq_len"]) for r in records} == {
       (m, n) for m in ("transformer", "luna-16", "linformer-64") for n in (64, 128)}
   assert all(r["test_perplexity"] > 1 and r["tokens_per_step"] == 512 for r in records)
+
+
+def test_pathfinder_speed_quick_reports_every_worker_count(tmp_path):
+  run = _run("pathfinder_speed.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("pathfinder_speed_*_quick.json")
+  records = json.loads(json_path.read_text())["records"]
+  assert {r["resolution"] for r in records} == {32, 128}
+  assert 1 in {r["workers"] for r in records}
+  assert all(r["images_per_second"] > 0 for r in records)
+
+
+def test_pathfinder_cnn_probe_quick_trains_and_records_each_epoch(tmp_path):
+  run = _run("pathfinder_cnn_probe.py", tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (json_path,) = tmp_path.glob("pathfinder_cnn_probe_*_quick.json")
+  record = json.loads(json_path.read_text())
+  assert record["num_train"] == 128 and record["epochs"]
+  assert all(0.0 <= e["test_accuracy"] <= 1.0 for e in record["epochs"])
+  assert 0.5 <= record["test_majority_rate"] <= 1.0
