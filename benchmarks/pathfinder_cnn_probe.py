@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import tempfile
 import time
@@ -27,6 +26,7 @@ import jax
 import numpy as np
 import optax
 
+from benchmarks import common
 from luna_jax.data import pathfinder_gen, readers
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -103,7 +103,7 @@ def main() -> None:
             "epochs": epochs}
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  name = f"pathfinder_cnn_probe_cpu-{os.cpu_count()}core{'_quick' if args.quick else ''}"
+  name = f"pathfinder_cnn_probe_{common.device_name()}{'_quick' if args.quick else ''}"
   (out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 

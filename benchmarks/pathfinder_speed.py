@@ -57,6 +57,7 @@ def main() -> None:
             f"{workers} workers: {rate:.1f} images/s", flush=True)
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
+  # Named by the CPU, not the accelerator (common.device_name): generation runs on the cores.
   name = f"pathfinder_speed_cpu-{os.cpu_count()}core{'_quick' if args.quick else ''}"
   (out / f"{name}.json").write_text(json.dumps({"records": records}, indent=1) + "\n")
   lines = ["| resolution | workers | images/s | per worker |", "|---|---|---|---|"]

@@ -72,35 +72,4 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConvEncoderLayer",
-    "CrossAttentionBase",
-    "Decoder",
-    "DecoderLayer",
-    "DynamicConv",
-    "DynamicConvEncoderLayer",
-    "Encoder",
-    "FeedForward",
-    "LAYER_NORM_EPS",
-    "LayerBase",
-    "LightweightConv",
-    "LinformerAttention",
-    "LinformerEncoderLayer",
-    "LinformerProjection",
-    "LanguageModel",
-    "LraClassifier",
-    "LunaAttention",
-    "LunaCausalAttention",
-    "LunaEncoderLayer",
-    "MixerSpec",
-    "MultiHeadAttention",
-    "RunShape",
-    "Seq2SeqModel",
-    "TransformerEncoderLayer",
-    "gelu",
-    "get_mixer",
-    "mixer_names",
-    "omega",
-    "register_mixer",
-    "unregister_mixer",
-]
+__all__ = sorted(_EXPORTS)

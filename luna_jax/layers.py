@@ -78,6 +78,21 @@ class LayerBase(nn.Module):
       return x + drop(sublayer(self.norm(norm_name)(x)), deterministic=deterministic)
     return self.norm(norm_name)(x + drop(sublayer(x), deterministic=deterministic))
 
+  def residual_pair(self, x: Array, y_x: Array, p: Array, y_p: Optional[Array],
+                    x_norm: str, p_norm: str, deterministic: bool) -> tuple[Array, Array]:
+    """The two-stream residual of Luna's blocks: x + Dropout(y_x), and p + Dropout(y_p)
+    when the block updates P (y_p not None); in post-LN each is LayerNormed after its
+    sum. The pre-LN inputs are the caller's, since some blocks read P un-normalised."""
+    drop = nn.Dropout(self.dropout)
+    x = x + drop(y_x, deterministic=deterministic)
+    if y_p is not None:
+      p = p + drop(y_p.astype(p.dtype), deterministic=deterministic)
+    if not self.normalize_before:
+      x = self.norm(x_norm)(x)
+      if y_p is not None:
+        p = self.norm(p_norm)(p)
+    return x, p
+
   def feed_forward_block(self, x: Array, deterministic: bool, activation: str = "gelu") -> Array:
     """The residual FFN sub-block, post-LN or pre-LN; x unchanged when feed_forward is
     False."""

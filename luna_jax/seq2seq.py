@@ -78,7 +78,6 @@ class DecoderLayer(LayerBase):
         attention_dropout=self.attention_dropout, init_style=self.init_style,
         dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
     cached = self.decode and not prime and self.has_variable("cache", "cross_static")
-    drop = nn.Dropout(self.dropout)
     x_in, p_in = x, p
     if self.normalize_before:
       x_in = self.norm("cross_norm")(x)
@@ -88,13 +87,7 @@ class DecoderLayer(LayerBase):
     y_x, y_p, static = cross(x_in, p_in, memory_BxMxD=memory_BxMxD,
                              memory_mask_BxM=memory_mask_BxM, p_mask_BxL=p_mask_BxL,
                              deterministic=deterministic, static=static)
-    x = x + drop(y_x, deterministic=deterministic)
-    if y_p is not None:
-      p = p + drop(y_p.astype(p.dtype), deterministic=deterministic)
-    if not self.normalize_before:
-      x = self.norm("cross_norm")(x)
-      if y_p is not None:
-        p = self.norm("cross_p_norm")(p)
+    x, p = self.residual_pair(x, y_x, p, y_p, "cross_norm", "cross_p_norm", deterministic)
     if self.decode:
       if cached:
         p = self.get_variable("cache", "cross_p")

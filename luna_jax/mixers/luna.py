@@ -84,7 +84,6 @@ class LunaEncoderLayer(LayerBase):
   ) -> tuple[Array, Array]:
     if p_BxLxD is None:
       raise ValueError("LunaEncoderLayer needs the projected sequence P; got None.")
-    drop = nn.Dropout(self.dropout)
     x_in, p_in = x_BxNxD, p_BxLxD
     if self.normalize_before:
       x_in = self.norm("x_norm")(x_BxNxD)
@@ -109,14 +108,7 @@ class LunaEncoderLayer(LayerBase):
           x_in, p_in, context_mask_BxM=mask_BxN, p_mask_BxL=p_mask_BxL,
           deterministic=deterministic)
 
-    x = x_BxNxD + drop(y_x, deterministic=deterministic)
-    p = p_BxLxD
-    if y_p is not None:
-      p = p_BxLxD + drop(y_p.astype(p_BxLxD.dtype), deterministic=deterministic)
-    if not self.normalize_before:
-      x = self.norm("x_norm")(x)
-      if y_p is not None:
-        p = self.norm("p_norm")(p)
+    x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, "x_norm", "p_norm", deterministic)
     # The feed-forward block on the (B * N, D) view: the same LayerNorm, Dense and dropout
     # (same masks), but XLA then reads x and the gradients in place for the weight
     # gradients (see common.dense_rows).
