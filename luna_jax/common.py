@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from luna_jax import platform
+
 Array = jax.Array
 DType = Any
 
@@ -157,13 +159,23 @@ def merge_heads(x_BxNxHxK: Array) -> Array:
   return x_BxNxHxK.reshape(b, n, h * k)
 
 
-def dense_rows(layer: nn.Dense, x: Array) -> Array:
-  """`layer(x)` computed on the 2-D (rows, features) view of x, leading axes restored.
+def rows_view() -> bool:
+  """Whether layers run their position-wise products on a 2-D (rows, features) view.
 
-  The same parameters and the same products; on XLA CPU the 2-D form lets the weight
-  gradient x^T g read x and g in place, where a (B, N, D) input makes XLA copy a
-  transposed g for every weight gradient (and a copy per consumer of g).
+  On XLA CPU the 2-D form lets the weight gradient x^T g read x and g in place, where a
+  (B, N, D) input makes XLA copy a transposed g for every weight gradient (and a copy per
+  consumer of g). On TPU, whose arrays are tiled by 8 rows, merging B and N is a relayout
+  whenever N is not a multiple of 8 (LRA's 4,002 tokens), and it made the Luna Text step
+  compile for 110 s instead of 50 s (`benchmarks/results/tpu_compile_time.md`).
   """
+  return platform.current_platform() != "tpu"
+
+
+def dense_rows(layer: nn.Dense, x: Array) -> Array:
+  """`layer(x)`, on the 2-D (rows, features) view of x where `rows_view()` says so;
+  the same parameters and the same products either way."""
+  if not rows_view():
+    return layer(x)
   lead = x.shape[:-1]
   return layer(x.reshape(-1, x.shape[-1])).reshape(*lead, layer.features)
 

@@ -109,9 +109,11 @@ class LunaEncoderLayer(LayerBase):
           deterministic=deterministic)
 
     x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, "x_norm", "p_norm", deterministic)
-    # The feed-forward block on the (B * N, D) view: the same LayerNorm, Dense and dropout
-    # (same masks), but XLA then reads x and the gradients in place for the weight
-    # gradients (see common.dense_rows).
+    # The feed-forward block on the (B * N, D) view where `common.rows_view()` says so:
+    # the same LayerNorm, Dense and dropout (same masks), but XLA CPU then reads x and the
+    # gradients in place for the weight gradients.
+    if not common.rows_view():
+      return self.feed_forward_block(x, deterministic), p
     b, n, d = x.shape
     return self.feed_forward_block(x.reshape(b * n, d), deterministic).reshape(b, n, d), p
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from luna_jax import common, registry
 from luna_jax.chunked_attention import chunked_attention
 from luna_jax.layers import CrossAttentionBase, LayerBase
+from luna_jax.platform import current_platform
 
 Array = common.Array
 
@@ -81,14 +82,6 @@ def attention_path(
   cudnn_runs = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in _CUDNN_DTYPES
                 and (head_dim is None or (head_dim % 8 == 0 and head_dim <= 128)))
   return "cudnn" if cudnn_runs else "chunked"
-
-
-def current_platform() -> str:
-  """jax.default_backend(), with a ROCm GPU told apart as "rocm" (it has no cuDNN)."""
-  backend = jax.default_backend()
-  if backend == "gpu" and "rocm" in str(jax.devices()[0].client.platform_version).lower():
-    return "rocm"
-  return backend
 
 
 class MultiHeadAttention(nn.Module):
