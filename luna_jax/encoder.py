@@ -35,6 +35,9 @@ class Encoder(nn.Module):
     mixer_options: the mixer's own settings: a mapping of some of them (the others keep
       their defaults) or the mixer's settings object; the accepted names are the fields
       of `luna_jax.get_mixer(mixer).settings`.
+    remat: recompute each layer's activations in the backward pass instead of keeping
+      them (`nn.remat`, per layer): a training step then holds one layer's activations
+      beside the layers' outputs. Same parameters (names included), same results.
   """
 
   mixer: str = "luna"
@@ -50,6 +53,7 @@ class Encoder(nn.Module):
   init_style: str = "xavier"
   ffn_activation: Optional[str] = None
   mixer_options: Any = dataclasses.field(default_factory=dict)
+  remat: bool = False
   dtype: common.DType = jnp.float32
   param_dtype: common.DType = jnp.float32
 
@@ -121,10 +125,21 @@ class Encoder(nn.Module):
           ffn_activation=self.ffn_activation, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
           **spec.fields_for_layer(settings, i), **shared,
       )
-      x, p = layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,
-                   deterministic=deterministic, **segments)
+      x, p = self._apply(layer, x, p, mask_BxN, p_mask_BxL, segments, deterministic)
     if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
       if spec.final_p is not None and p is not None:
         p = spec.final_p(self, settings, p)
     return x, p
+
+  def _apply(self, layer, x, p, mask_BxN, p_mask_BxL, segments, deterministic):
+    """layer(x, p, ...), through nn.remat when self.remat; `deterministic` is closed
+    over, since remat traces every argument it is given."""
+
+    def call(layer, x, p, mask_BxN, p_mask_BxL, segments):
+      return layer(x, p, mask_BxN=mask_BxN, p_mask_BxL=p_mask_BxL,
+                   deterministic=deterministic, **segments)
+
+    if self.remat:
+      call = nn.remat(call)
+    return call(layer, x, p, mask_BxN, p_mask_BxL, segments)

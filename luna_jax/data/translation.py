@@ -230,6 +230,12 @@ def bucket_lengths(max_len: int, smallest: int = 8) -> list[int]:
   return out + [max_len]
 
 
+def rows_per_batch(length: int, max_tokens: int, rows_multiple: int) -> int:
+  """Rows of a batch of pairs padded to `length`: the largest multiple of rows_multiple
+  with rows * length <= max_tokens, and at least rows_multiple."""
+  return max(rows_multiple, (max_tokens // length) // rows_multiple * rows_multiple)
+
+
 class TokenBatches:
   """Batches of about `max_tokens` tokens from length buckets, as a resumable iterator.
 
@@ -251,8 +257,7 @@ class TokenBatches:
     self.buckets = bucket_lengths(max(pairs.max_source_len, pairs.max_target_len))
     bucket_of = np.searchsorted(self.buckets, longest)
     self.members = [np.flatnonzero(bucket_of == i) for i in range(len(self.buckets))]
-    self.rows = [max(rows_multiple, (max_tokens // length) // rows_multiple * rows_multiple)
-                 for length in self.buckets]
+    self.rows = [rows_per_batch(length, max_tokens, rows_multiple) for length in self.buckets]
     self.epoch, self.position = 0, 0
     self._order = None
 

@@ -18,6 +18,7 @@ from luna_jax.data.tasks import Task, get_task
 from luna_jax.lm import LanguageModel, MaskingRates, lm_vocab_size
 from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
 from luna_jax.training.objectives import OBJECTIVES
+from luna_jax.training.steps import PRNG_IMPLS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 SCHEDULES = ("inverse_sqrt", "cosine")
@@ -44,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.generate_eval_examples = 0  # ... and the validation and test size each; 0: the
   #                               official proportion (ListOps 2,000 per 96,000, Pathfinder 1/8)
   c.seed = 0  # parameters, dropout and data order
+  c.prng_impl = "auto"  # dropout's random generator: auto (rbg on TPU, threefry2x32
+  #                       elsewhere) | threefry2x32 | rbg | unsafe_rbg (training.steps)
   # task=translation (objective=seq2seq): a folder made by `python -m luna_jax.data
   # prepare_translation` (or generated on first use, translation.generate).
   c.translation_dir = ""
@@ -101,6 +104,8 @@ def base_config() -> ml_collections.ConfigDict:
   m.pair_combination = "concat"  # retrieval: concat [u, v] (Luna) | nli [u, v, u*v, u-v]
   m.layer_norm = "default"  # default (the mechanism's own) | pre | post
   m.dtype = "float32"  # computation dtype: float32 | bfloat16 (parameters stay float32)
+  m.remat = False  # recompute each encoder layer's activations in the backward pass
+  #                  (nn.remat): memory of one layer's activations instead of all layers'
   # Each mechanism's own settings: one block per registered mixer (model.luna, ...), made
   # from its settings dataclass (defaults and comments in luna_jax/mixers/); the chosen
   # one's block is used. A setting left unset (None) may follow the run, e.g.
@@ -185,6 +190,8 @@ def build_model(config, task: Task | None = None):
                  ffn_dim=m.ffn_dim, dropout=m.dropout, attention_dropout=m.attention_dropout,
                  activation_dropout=m.activation_dropout, normalize_before=normalize_before,
                  causal=m.causal, mixer_options=mixer_settings(config))
+  if m.remat:
+    encoder["remat"] = True
   if config.objective == "seq2seq":
     return _translation_model(config, task, encoder, normalize_before)
   if config.objective != "classify":
@@ -237,9 +244,12 @@ def _require(ok: bool, message: str) -> None:
     raise errors.ConfigError(f"invalid config: {message}")
 
 
-def validate(config, num_devices: int, num_processes: int = 1) -> Task:
-  """Checks the settings that would otherwise fail late or silently; returns the task."""
-  task = task_of(config)  # raises for unknown tasks/difficulties or a missing corpus
+def validate(config, num_devices: int, num_processes: int = 1,
+             task: Task | None = None) -> Task:
+  """Checks the settings that would otherwise fail late or silently; returns the task
+  (`task`, when given, instead of reading it from the config's data)."""
+  if task is None:
+    task = task_of(config)  # raises for unknown tasks/difficulties or a missing corpus
   m, o = config.model, config.optimizer
   names = registry.mixer_names()
   _require(m.name in names, f"model.name={m.name!r} is not a mechanism; choose one of "
@@ -248,6 +258,8 @@ def validate(config, num_devices: int, num_processes: int = 1) -> Task:
            f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
   mixer_settings(config)  # the mixer's own check ("invalid config: model.<name>....")
   _require(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {list(DTYPES)}.")
+  _require(config.prng_impl in ("auto",) + PRNG_IMPLS, f"prng_impl={config.prng_impl!r} "
+           f"is not one of {('auto',) + PRNG_IMPLS}.")
   _require(m.layer_norm in LAYER_NORMS, f"model.layer_norm={m.layer_norm!r} is not one "
            f"of {LAYER_NORMS}.")
   _require(m.pooling in POOLINGS, f"model.pooling={m.pooling!r} is not one of {POOLINGS}.")

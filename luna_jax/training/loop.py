@@ -18,6 +18,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from luna_jax import data, errors
+from luna_jax.platform import current_platform
 from luna_jax.training import config as config_lib
 from luna_jax.training import objectives
 from luna_jax.training.checkpoint import Checkpointer
@@ -26,7 +27,8 @@ from luna_jax.training.metrics import MetricWriter, Progress
 from luna_jax.training.optim import learning_rate_schedule, make_optimizer
 from luna_jax.training.pretrain import pretrain_then_finetune
 from luna_jax.training.run import Run
-from luna_jax.training.steps import create_state, make_eval_step, make_train_step
+from luna_jax.training.steps import (create_state, make_eval_step, make_train_step,
+                                     resolve_prng_impl)
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):
@@ -85,9 +87,11 @@ class Trainer:
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
     self.replicated = NamedSharding(run.mesh, P())
     self.batch_sharding = NamedSharding(run.mesh, P("data"))
-    self.rows_multiple = jax.device_count()  # a batch's rows divide among the devices
+    self.rows_multiple = run.mesh.size  # a batch's rows divide among the devices
+    self.prng_impl = resolve_prng_impl(config.prng_impl, current_platform())
     example = run.example_inputs()
-    init = lambda: create_state(run.model, self.tx, config.seed, example)  # noqa: E731
+    init = lambda: create_state(  # noqa: E731
+        run.model, self.tx, config.seed, example, self.prng_impl)
     shapes = jax.eval_shape(init)
     self.state_sharding = jax.tree.map(lambda _: self.replicated, shapes)
     # Shapes, dtypes and shardings of the state: what checkpoints are restored into
@@ -98,11 +102,11 @@ class Trainer:
     self._init = jax.jit(init, out_shardings=self.state_sharding)
     self.train_step = jax.jit(
         make_train_step(run.model, self.tx, self.objective,
-                        config.optimizer.grad_accum_steps),
+                        config.optimizer.grad_accum_steps, self.prng_impl),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.eval_step = jax.jit(
-        make_eval_step(run.model, self.objective),
+        make_eval_step(run.model, self.objective, self.prng_impl),
         in_shardings=(self.state_sharding.params, self.batch_sharding, self.replicated),
         out_shardings=self.replicated)
 

@@ -37,7 +37,8 @@ class Run:
     task: the task record of config.task and config.difficulty.
     data_dir: config.data_dir with ~ expanded.
     input_cfg: the tokenisation settings of the pipeline (length, CLS, EOS).
-    mesh: one "data" axis over every device of every process.
+    mesh: one "data" axis over every device of every process (or over the devices of a
+      TPU slice that is not here, for a compile-only run: `luna_jax.training.aot`).
     model: the model the config describes (classifier, language or translation model).
   """
 
@@ -50,15 +51,21 @@ class Run:
   model: object
 
   @classmethod
-  def create(cls, config, workdir) -> Run:
-    """Validates the config (before anything compiles) and resolves the run."""
-    task = config_lib.validate(config, jax.device_count(), jax.process_count())
+  def create(cls, config, workdir, devices=None, task: data.Task | None = None) -> Run:
+    """Validates the config (before anything compiles) and resolves the run.
+
+    devices: the mesh's devices (default: jax.devices(), every process's); task: the
+    task record to use instead of reading it from the config's data (a compile-only run
+    of a translation config whose data is not prepared here)."""
+    devices = jax.devices() if devices is None else list(devices)
+    processes = len({d.process_index for d in devices})
+    task = config_lib.validate(config, len(devices), processes, task=task)
     # A corpus row carries its document's EOS itself (`data.corpus.CorpusRows`).
     add_eos = config.add_eos and task.name != "corpus"
     return cls(config=config, workdir=workdir_path(workdir), task=task,
                data_dir=pathlib.Path(config.data_dir).expanduser(),
                input_cfg=data.InputConfig(config.max_len, config.add_cls, add_eos),
-               mesh=Mesh(np.asarray(jax.devices()), ("data",)),
+               mesh=Mesh(np.asarray(devices), ("data",)),
                model=config_lib.build_model(config, task))
 
   @property
@@ -92,6 +99,27 @@ class Run:
     shape = (1, 2, self.config.max_len) if pairs else (1, self.config.max_len)
     return (jnp.zeros(shape, jnp.int32),)
 
+  def batch_spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{name: (global shape, dtype)} of a training or evaluation batch, as `dataset`
+    makes them; translation: the bucket of the longest pairs (each bucket's length
+    compiles once, and the longest holds the most tokens per row)."""
+    c = self.config
+    if self.task.name == "translation":
+      from luna_jax.data.translation import bucket_lengths, rows_per_batch
+
+      t = c.translation
+      length = bucket_lengths(max(t.max_source_len, t.max_target_len))[-1]
+      rows = rows_per_batch(length, t.max_tokens, self.mesh.size * c.optimizer.grad_accum_steps)
+      return {"source": ((rows, length), np.int32), "target": ((rows, length), np.int32),
+              "weight": ((rows,), np.float32), "index": ((rows,), np.int32)}
+    b = c.batch_size
+    inputs = (b, 2, c.max_len) if self.task.pair else (b, c.max_len)
+    spec = {"inputs": (inputs, np.int32), "label": ((b,), np.int32),
+            "weight": ((b,), np.float32)}
+    if c.pack_documents:
+      spec["segments"] = ((b, c.max_len), np.int32)
+    return spec
+
   def dataset(self, split: str, **kw):
     """This process's batches of a split (see `luna_jax.data.make_dataset`; translation:
     `luna_jax.data.translation.TokenBatches`)."""
@@ -121,7 +149,7 @@ class Run:
     config = self.config
     return TokenBatches(
         self.translation_pairs(split), max_tokens=config.translation.max_tokens,
-        rows_multiple=jax.device_count() * config.optimizer.grad_accum_steps,
+        rows_multiple=self.mesh.size * config.optimizer.grad_accum_steps,
         seed=config.seed, shuffle=split == "train" if shuffle is None else shuffle,
         num_epochs=num_epochs, process_index=jax.process_index(),
         process_count=jax.process_count())
