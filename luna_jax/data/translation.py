@@ -147,9 +147,13 @@ def read_meta(folder) -> dict:
 def translation_task(folder) -> tasks_lib.Task:
   """The task record of a prepared folder: its joint vocabulary (pieces, then BOS as the
   vocabulary's CLS id, and EOS)."""
-  meta = read_meta(folder)
+  return task_of_size(read_meta(folder)["num_tokens"])
+
+
+def task_of_size(num_tokens: int) -> tasks_lib.Task:
+  """The task record of a joint vocabulary of num_tokens pieces."""
   return tasks_lib.Task(name="translation", builder="translation", num_classes=1,
-                        vocab=vocab_lib.Vocab(meta["num_tokens"]), encode=lambda e: e,
+                        vocab=vocab_lib.Vocab(num_tokens), encode=lambda e: e,
                         default_length=256)
 
 

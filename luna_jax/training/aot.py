@@ -1,0 +1,284 @@
+"""Compile-only runs: a config's programs compiled for a TPU slice that is not here.
+
+    python train.py --config configs/lra_text.py --compile_topology v5e-8 --workdir W
+
+builds the run exactly as training does (`Run`, `Trainer`: the data mesh axis, the
+shardings, the donated state, the train and eval steps and, for translation, the
+generation function), with the mesh made of the slice's compile-only devices
+(`topology`) instead of `jax.devices()`. It lowers them on abstract arguments (no data
+is read, nothing runs), compiles them with the real TPU compiler and reports, per chip,
+what XLA's memory analysis says: the arguments (parameters and optimiser state, the
+batch), the temporaries and the peak, against the chip's HBM; the matrix-product FLOPs
+counted from the program (`flops`); the compile time. The report is printed and written
+to W/compile_report.json. A config that does not fit is compiled again with what would
+make it fit (rematerialisation, gradient accumulation, bfloat16), measured the same way.
+
+This is what MaxText's train_compile.py and axlearn's AOT compilation do: check that a
+model fits before anyone rents a TPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from luna_jax import platform
+from luna_jax.training import flops as flops_lib
+from luna_jax.training import topology as topology_lib
+from luna_jax.training.loop import Trainer
+from luna_jax.training.run import Run
+
+REPORT_FILE = "compile_report.json"
+
+
+@dataclasses.dataclass
+class Program:
+  """One compiled program's per-chip figures (bytes, FLOPs, seconds)."""
+
+  name: str
+  compile_s: float
+  argument_bytes: int
+  output_bytes: int
+  alias_bytes: int  # outputs written in place of donated arguments
+  temp_bytes: int
+  code_bytes: int
+  flops_per_chip: float  # matrix products counted from the program (`flops`)
+  xla_flops_per_chip: float  # XLA's cost analysis (a loop's body counted once)
+
+  @property
+  def peak_bytes(self) -> int:
+    """Arguments, outputs not written in place, temporaries and the program's code."""
+    return (self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+            + self.code_bytes)
+
+
+def _compile(name: str, jitted, args: tuple, chips: int, count_fn=None) -> Program:
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  counted = flops_lib.count(count_fn or jitted, *args).flops
+  return Program(
+      name=name, compile_s=seconds, argument_bytes=memory.argument_size_in_bytes,
+      output_bytes=memory.output_size_in_bytes, alias_bytes=memory.alias_size_in_bytes,
+      temp_bytes=memory.temp_size_in_bytes,
+      code_bytes=memory.generated_code_size_in_bytes, flops_per_chip=counted / chips,
+      xla_flops_per_chip=float((cost or {}).get("flops", 0.0)))
+
+
+def _tree_bytes(tree) -> int:
+  return int(sum(np.prod(a.shape) * jnp.dtype(a.dtype).itemsize
+                 for a in jax.tree.leaves(tree)))
+
+
+def _abstract_batch(trainer: Trainer) -> dict:
+  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=trainer.batch_sharding)
+          for k, (shape, dtype) in trainer.run.batch_spec().items()}
+
+
+def compile_programs(trainer: Trainer, train_only: bool = False) -> list[Program]:
+  """The run's train step, eval step and (translation) generation, compiled."""
+  run, chips = trainer.run, trainer.run.mesh.size
+  state, batch = trainer.abstract_state, _abstract_batch(trainer)
+  programs = [_compile("train_step", trainer.train_step, (state, batch), chips)]
+  if train_only:
+    return programs
+  index = jax.ShapeDtypeStruct((), jnp.int32, sharding=trainer.replicated)
+  programs.append(_compile("eval_step", trainer.eval_step, (state.params, batch, index),
+                           chips))
+  if run.task.name == "translation":
+    from luna_jax.training import translation_eval
+
+    source = batch["source"]
+    max_len = translation_eval.generation_length(run.config, source.shape[1])
+    generate = translation_eval.generator(run)
+    jitted = _Bound(generate, max_len)
+    programs.append(_compile("generate", jitted, (state.params, source), chips,
+                             count_fn=lambda p, s: generate(p, s, max_len)))
+  return programs
+
+
+class _Bound:
+  """A jitted function with its last (static) argument fixed, lowered like the others."""
+
+  def __init__(self, jitted, last):
+    self.jitted, self.last = jitted, last
+
+  def lower(self, *args):
+    return self.jitted.lower(*args, self.last)
+
+
+def attention_path(config) -> str:
+  """The softmax attention path the config's training step compiles for TPU (the
+  Transformer's; other mixers have none)."""
+  m = config.model
+  if m.name != "transformer":
+    return f"none ({m.name} has no softmax self-attention)"
+  from luna_jax.mixers import transformer
+
+  settings = config.model.transformer
+  dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
+  train = transformer.attention_path("tpu", m.attention_dropout > 0,
+                                     implementation=settings.implementation, dtype=dtype)
+  evaluate = transformer.attention_path("tpu", False, implementation=settings.implementation,
+                                        dtype=dtype)
+  return train if train == evaluate else f"{train} (training), {evaluate} (evaluation)"
+
+
+def translation_task_for(config):
+  """A translation config's task from config.translation.vocab_size when its data is not
+  prepared here (the vocabulary size is all the programs need); None otherwise."""
+  if config.task != "translation":
+    return None
+  from luna_jax.data import translation
+
+  if translation.is_prepared(config.translation_dir):
+    return None
+  return translation.task_of_size(config.translation.vocab_size)
+
+
+def measure(config, topology: topology_lib.Topology, devices=None, train_only: bool = False,
+            workdir="compile_only") -> tuple[Run, Trainer, list[Program], float]:
+  """(run, trainer, programs, seconds) of the config compiled for the topology."""
+  start = time.perf_counter()
+  devices = topology.devices() if devices is None else devices
+  with platform.compiling_for("tpu"):
+    run = Run.create(config, workdir, devices=devices,
+                     task=translation_task_for(config))
+    trainer = Trainer(run)
+    programs = compile_programs(trainer, train_only)
+  return run, trainer, programs, time.perf_counter() - start
+
+
+def _fits(programs: list[Program], topology) -> bool:
+  return max(p.peak_bytes for p in programs) <= topology.hbm_bytes
+
+
+def _candidates(config, chips: int):
+  """Settings that lower a step's memory, each tried on top of the previous:
+  rematerialisation, then halving the micro-batch down to one example per chip, then
+  bfloat16 computation."""
+  changes = {}
+  if not config.model.remat:
+    changes["model.remat"] = True
+    yield dict(changes)
+  accum = config.optimizer.grad_accum_steps
+  while config.task != "translation" and config.batch_size % (chips * accum * 2) == 0:
+    accum *= 2
+    changes["optimizer.grad_accum_steps"] = accum
+    yield dict(changes)
+  if config.model.dtype != "bfloat16":
+    changes["model.dtype"] = "bfloat16"
+    yield dict(changes)
+
+
+def with_changes(config, changes: dict):
+  """A copy of config with dotted keys set."""
+  new = copy.deepcopy(config)
+  with new.unlocked():
+    for key, value in changes.items():
+      node = new
+      *path, last = key.split(".")
+      for part in path:
+        node = node[part]
+      node[last] = value
+  return new
+
+
+def suggest(config, topology, devices) -> dict | None:
+  """The first settings of `_candidates` whose train step fits, with its peak; None if
+  none does."""
+  for changes in _candidates(config, topology.chips):
+    _, _, (program,), _ = measure(with_changes(config, changes), topology, devices,
+                                  train_only=True)
+    if program.peak_bytes <= topology.hbm_bytes:
+      return {"changes": changes, "train_step_peak_bytes": program.peak_bytes,
+              "flags": " ".join(f"--config.{k}={v}" for k, v in changes.items())}
+  return None
+
+
+def report(config, topology_name: str, num_slices: int = 1, workdir=None,
+           config_name: str = "") -> dict:
+  """Compiles the config for the topology; returns (and writes to
+  workdir/compile_report.json, when workdir is given) the report."""
+  topology = topology_lib.parse(topology_name, num_slices)
+  devices = topology.devices()
+  run, trainer, programs, seconds = measure(config, topology, devices,
+                                            workdir=workdir or "compile_only")
+  spec = run.batch_spec()
+  state_bytes = _tree_bytes(trainer.abstract_state)  # replicated: whole on every chip
+  params_bytes = _tree_bytes(trainer.abstract_state.params)
+  c = config
+  out = {
+      "config": config_name, "topology": topology.name, "num_slices": num_slices,
+      "chips": topology.chips, "hosts": topology.hosts,
+      "device_kind": devices[0].device_kind, "hbm_bytes_per_chip": topology.hbm_bytes,
+      "compiled_as": f"process 0 of {topology.hosts}",
+      "task": c.task, "mechanism": c.model.name, "objective": c.objective,
+      "max_len": c.max_len if c.task != "translation" else None,
+      "batch_spec": {k: list(shape) for k, (shape, _) in spec.items()},
+      "examples_per_chip": next(iter(spec.values()))[0][0] // topology.chips,
+      "grad_accum_steps": c.optimizer.grad_accum_steps, "dtype": c.model.dtype,
+      "remat": bool(c.model.remat), "prng_impl": trainer.prng_impl,
+      "attention_path": attention_path(c),
+      "params": int(sum(np.prod(a.shape) for a in jax.tree.leaves(
+          trainer.abstract_state.params))),
+      "params_bytes_per_chip": params_bytes, "state_bytes_per_chip": state_bytes,
+      "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],
+      "peak_bytes_per_chip": max(p.peak_bytes for p in programs),
+      "fits": _fits(programs, topology), "total_s": seconds,
+      "jax": jax.__version__,
+  }
+  if not out["fits"]:
+    out["would_fit"] = suggest(config, topology, devices)
+  if workdir is not None:
+    path = pathlib.Path(workdir).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / REPORT_FILE).write_text(json.dumps(out, indent=2))
+  return out
+
+
+def _gib(n: float) -> str:
+  return f"{n / 2**30:.2f}"
+
+
+def describe(r: dict) -> str:
+  """The report as a table and a verdict."""
+  hbm = r["hbm_bytes_per_chip"]
+  lines = [
+      f"{r['config'] or r['task']} ({r['mechanism']}, {r['objective']}) compiled for "
+      f"{r['topology']}{' x %d slices' % r['num_slices'] if r['num_slices'] > 1 else ''}: "
+      f"{r['chips']} {r['device_kind']} chips of {_gib(hbm)} GiB, {r['hosts']} host(s), "
+      f"as {r['compiled_as']}; {r['examples_per_chip']} example(s) per chip, "
+      f"{r['dtype']}, remat {'on' if r['remat'] else 'off'}, dropout keys {r['prng_impl']};"
+      f" softmax attention path: {r['attention_path']}.",
+      f"{'per chip':<12}{'compile s':>10}{'args GiB':>10}{'temp GiB':>10}{'peak GiB':>10}"
+      f"{'of HBM':>8}{'GFLOP':>10}",
+  ]
+  for p in r["programs"]:
+    lines.append(
+        f"{p['name']:<12}{p['compile_s']:>10.1f}{_gib(p['argument_bytes']):>10}"
+        f"{_gib(p['temp_bytes']):>10}{_gib(p['peak_bytes']):>10}"
+        f"{p['peak_bytes'] / hbm:>8.0%}{p['flops_per_chip'] / 1e9:>10.1f}")
+  lines.append(f"parameters {r['params']:,} ({_gib(r['params_bytes_per_chip'])} GiB); with "
+               f"the optimiser state {_gib(r['state_bytes_per_chip'])} GiB per chip.")
+  verdict = "fits" if r["fits"] else "does NOT fit"
+  lines.append(f"{verdict}: peak {_gib(r['peak_bytes_per_chip'])} GiB of {_gib(hbm)} GiB "
+               f"per chip; compiled in {r['total_s']:.0f} s.")
+  if not r["fits"]:
+    fix = r.get("would_fit")
+    lines.append(f"would fit with {fix['flags']} (train step peak "
+                 f"{_gib(fix['train_step_peak_bytes'])} GiB)" if fix else
+                 "nothing tried fits (remat, gradient accumulation to one example per chip, "
+                 "bfloat16): use a larger slice or a smaller model.")
+  return "\n".join(lines)
+
