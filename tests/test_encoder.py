@@ -59,6 +59,33 @@ def test_every_registered_mixer_is_tested():
 
 
 @pytest.mark.parametrize("mixer", sorted(MIXER_OPTIONS))
+def test_remat_keeps_parameter_names_outputs_and_gradients(mixer):
+  """nn.remat per layer recomputes the forward pass in the backward pass with the same
+  dropout masks: the same parameters, loss and float64 gradients, with dropout on."""
+  rng = np.random.default_rng(21)
+  x = rng.normal(size=(2, 10, 16))
+  mask = prefix_mask([10, 6], 10)
+  results = []
+  for remat in (False, True):
+    enc = luna_jax.Encoder(mixer=mixer, num_layers=2, num_heads=4, ffn_dim=32,
+                           dropout=0.3, attention_dropout=0.2, remat=remat,
+                           mixer_options=MIXER_OPTIONS[mixer], **F64)
+    params = enc.init(jax.random.key(0), x, mask_BxN=mask)
+
+    def loss(params, enc=enc):
+      y, _ = enc.apply(params, x, mask_BxN=mask, deterministic=False,
+                       rngs={"dropout": jax.random.key(3)})
+      return jnp.sum(jnp.sin(y) * mask[..., None])
+
+    results.append((params, *jax.value_and_grad(loss)(params)))
+  (p0, l0, g0), (p1, l1, g1) = results
+  assert jax.tree.structure(p0) == jax.tree.structure(p1)
+  jax.tree.map(np.testing.assert_array_equal, p0, p1)
+  np.testing.assert_allclose(float(l1), float(l0), rtol=1e-13)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13), g0, g1)
+
+
+@pytest.mark.parametrize("mixer", sorted(MIXER_OPTIONS))
 def test_padding_never_changes_real_outputs_in_a_stack(mixer):
   rng = np.random.default_rng(20)
   b, n, extra, d = 2, 10, 7, 16

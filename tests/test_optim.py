@@ -8,7 +8,7 @@ import optax
 
 from luna_jax.training.optim import learning_rate_schedule
 from luna_jax.training.objectives import Classification
-from luna_jax.training.steps import TrainState, make_train_step
+from luna_jax.training.steps import TrainState, create_state, make_train_step
 
 
 def _opt(**kw):
@@ -53,3 +53,37 @@ def test_gradient_accumulation_equals_one_big_batch():
   assert float(m1["count"]) == float(m4["count"]) == 7.0
   np.testing.assert_allclose(float(m4["loss_sum"]), float(m1["loss_sum"]), rtol=1e-6)
   assert not np.allclose(one.params["w"], params["w"])
+
+
+class _Dropout:
+  """A stand-in model whose logits go through dropout."""
+
+  def apply(self, variables, inputs, deterministic=True, rngs=None):
+    import flax.linen as nn
+
+    h = inputs.astype(jnp.float32) @ variables["params"]["w"]
+    return nn.Dropout(0.5).apply({}, h, deterministic=deterministic, rngs=rngs)
+
+  def init(self, rngs, inputs):
+    return {"params": {"w": jnp.ones((inputs.shape[-1], 3), jnp.float32)}}
+
+
+def test_dropout_keys_of_each_generator_repeat_and_differ():
+  """prng_impl picks the generator of the dropout keys: a step repeats exactly from the
+  same state, and the generators draw different masks."""
+  batch = {"inputs": jnp.ones((8, 64), jnp.float32), "label": jnp.zeros((8,), jnp.int32),
+           "weight": jnp.ones((8,), jnp.float32)}
+  tx = optax.sgd(0.1)
+  losses = {}
+  for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+    state = create_state(_Dropout(), tx, 0, jnp.ones((1, 64)), impl)
+    assert state.rng.dtype == jnp.uint32 and state.rng.ndim == 1
+    step = jax.jit(make_train_step(_Dropout(), tx, Classification(3), 1, impl))
+    first, second = step(state, batch)[1], step(state, batch)[1]
+    assert float(first["loss_sum"]) == float(second["loss_sum"])
+    losses[impl] = float(first["loss_sum"])
+  assert len(set(losses.values())) == 3, losses
+  # threefry2x32 keeps the keys of the runs before prng_impl existed.
+  legacy = jax.random.split(jax.random.PRNGKey(0))[1]
+  np.testing.assert_array_equal(
+      create_state(_Dropout(), tx, 0, jnp.ones((1, 64))).rng, legacy)

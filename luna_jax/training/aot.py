@@ -146,12 +146,22 @@ def translation_task_for(config):
   return translation.task_of_size(config.translation.vocab_size)
 
 
+def _x64(enabled: bool):
+  """Traced in 32 bits as train.py runs, whatever the process's setting (the float64
+  mode of the tests gives int64 indices, on which libtpu's compiler aborts)."""
+  if hasattr(jax, "enable_x64"):
+    return jax.enable_x64(enabled)
+  from jax.experimental import disable_x64, enable_x64  # JAX before 0.7
+
+  return enable_x64() if enabled else disable_x64()
+
+
 def measure(config, topology: topology_lib.Topology, devices=None, train_only: bool = False,
             workdir="compile_only") -> tuple[Run, Trainer, list[Program], float]:
   """(run, trainer, programs, seconds) of the config compiled for the topology."""
   start = time.perf_counter()
   devices = topology.devices() if devices is None else devices
-  with platform.compiling_for("tpu"):
+  with platform.compiling_for("tpu"), _x64(False):
     run = Run.create(config, workdir, devices=devices,
                      task=translation_task_for(config))
     trainer = Trainer(run)
@@ -194,13 +204,13 @@ def with_changes(config, changes: dict):
   return new
 
 
-def suggest(config, topology, devices) -> dict | None:
-  """The first settings of `_candidates` whose train step fits, with its peak; None if
-  none does."""
+def suggest(config, topology, devices, budget_bytes: int) -> dict | None:
+  """The first settings of `_candidates` whose train step's peak per chip is within
+  budget_bytes, with that peak; None if none is."""
   for changes in _candidates(config, topology.chips):
     _, _, (program,), _ = measure(with_changes(config, changes), topology, devices,
                                   train_only=True)
-    if program.peak_bytes <= topology.hbm_bytes:
+    if program.peak_bytes <= budget_bytes:
       return {"changes": changes, "train_step_peak_bytes": program.peak_bytes,
               "flags": " ".join(f"--config.{k}={v}" for k, v in changes.items())}
   return None
@@ -239,7 +249,7 @@ def report(config, topology_name: str, num_slices: int = 1, workdir=None,
       "jax": jax.__version__,
   }
   if not out["fits"]:
-    out["would_fit"] = suggest(config, topology, devices)
+    out["would_fit"] = suggest(config, topology, devices, topology.hbm_bytes)
   if workdir is not None:
     path = pathlib.Path(workdir).expanduser()
     path.mkdir(parents=True, exist_ok=True)
