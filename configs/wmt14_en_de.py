@@ -48,6 +48,7 @@ def get_config(variant: str = "luna"):
   t.decoder_layers = 6
   t.max_source_len = t.max_target_len = 256
   t.max_tokens = 8192
+  t.vocab_size = 32000  # as prepared above (what a compile-only run assumes without data)
   t.share_embeddings = "all"
   t.beam_size, t.length_penalty = 4, 0.6
   o.learning_rate, o.warmup_steps, o.warmup_init_lr = 7e-4, 4000, 1e-7

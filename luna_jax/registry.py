@@ -70,6 +70,9 @@ class MixerSpec:
       the decoder's layers start from (Luna: the encoder's final P). None: no P.
     not_causal_because / no_decode_because: non-empty for mixers with no causal form or no
       step-by-step decoding; causal=True or decode=True then raises with the reason.
+    softmax_path: for mixers with softmax self-attention: (settings, platform,
+      dropout_active, dtype, head_dim) -> the attention path their layers take there
+      ("cudnn", "chunked", ...; the Transformer's `attention_path`). None: no softmax.
     no_segments_because: non-empty for mixers whose layers cannot keep several documents
       of a row apart (Luna's pack and Linformer's projection mix the whole row); empty
       means the layer takes `segment_ids_BxN` (packed rows: positions attend only within
@@ -90,6 +93,7 @@ class MixerSpec:
   not_causal_because: str = ""
   no_decode_because: str = ""
   no_segments_because: str = "its layer does not take segment ids."
+  softmax_path: Optional[Callable[..., str]] = None
 
   def __post_init__(self):
     if not issubclass(self.layer, layers.LayerBase):

@@ -152,3 +152,19 @@ def test_prng_and_remat_settings_reach_the_trainer():
     assert trainer.abstract_state.rng.shape == (words,)
     assert trainer.run.model.encoder["remat"] is True
     assert trainer.run.mesh.devices.shape == (4,)
+
+
+class _FakeDevice:
+  def __init__(self, kind):
+    self.device_kind = kind
+
+
+@pytest.mark.parametrize("kind, count, name, hbm_gib", [
+    ("TPU v5 lite", 1, "v5e-1", 16), ("TPU v5 lite", 8, "v5e-8", 16),
+    ("TPU v4", 4, "v4-8", 32), ("TPU v6 lite", 8, "v6e-8", 32), ("TPU v5", 4, "v5p-8", 95),
+])
+def test_attached_tpus_are_named_by_kind_and_count(kind, count, name, hbm_gib):
+  topo = topology.local([_FakeDevice(kind)] * count)
+  assert topo.name == name and topo.hbm_bytes == hbm_gib * 2**30 and topo.chips == count
+  with pytest.raises(errors.ConfigError, match="no HBM figure"):
+    topology.local([_FakeDevice("TPU v2")])

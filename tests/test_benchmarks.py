@@ -87,3 +87,19 @@ def test_pathfinder_cnn_probe_quick_trains_and_records_each_epoch(tmp_path):
   assert record["num_train"] == 128 and record["epochs"]
   assert all(0.0 <= e["test_accuracy"] <= 1.0 for e in record["epochs"])
   assert 0.5 <= record["test_majority_rate"] <= 1.0
+
+
+def test_accelerator_check_dry_run_runs_every_stage_on_the_cpu(tmp_path):
+  """benchmarks/accelerator_check.sh --dry-run: each stage of the GPU check, tiny, here."""
+  out = tmp_path / "check"
+  run = subprocess.run(["bash", "benchmarks/accelerator_check.sh", "--dry-run", "--out",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert run.returncode == 0, run.stderr[-3000:]
+  summary = (out / "summary.txt").read_text()
+  for stage in ("cudnn_test", "mixers", "train_speed", "listops"):
+    assert f"{stage}: exit 0 " in summary, summary
+  assert "curve: validation accuracy" in summary, summary
+  assert (out / "listops_curve.png").stat().st_size > 1000
+  assert list(out.glob("mixers_*_bfloat16_quick.json"))
+  assert list(out.glob("train_speed_*_bfloat16_quick.json"))
+  assert not (out / "listops_run").exists()  # checkpoints and data are not kept

@@ -364,3 +364,23 @@ def test_cudnn_wrapper_passes_prefix_masks_as_lengths(monkeypatch, causal):
     y = jax.jit(transformer._cudnn_attention, static_argnums=4)(
         q, k, v, None if mask is None else jnp.asarray(mask), causal)
     assert rel_err(y, ref.softmax_attention(q, k, v, mask, causal)) < 1e-5
+
+
+@pytest.mark.skipif(transformer.current_platform() != "gpu",
+                    reason="cuDNN needs a CUDA GPU (benchmarks/accelerator_check.sh runs this)")
+@pytest.mark.parametrize("causal", [False, True])
+def test_cudnn_agrees_with_the_chunked_path_on_a_gpu(causal):
+  """The real cuDNN kernel, in bfloat16, against the chunked path on the same inputs and
+  prefix masks (as LRA's): the same attention up to bfloat16 rounding."""
+  rng = np.random.default_rng(70 + int(causal))
+  x = jnp.asarray(rng.normal(size=(4, 256, 128)), jnp.bfloat16)
+  mask = jnp.asarray(np.arange(256)[None, :] < np.array([[256], [100], [200], [31]]))
+  outs = {}
+  for implementation in ("cudnn", "chunked"):
+    module = luna_jax.MultiHeadAttention(num_heads=2, causal=causal,
+                                         implementation=implementation, dtype=jnp.bfloat16)
+    params = module.init(jax.random.key(0), x)["params"]
+    outs[implementation] = np.asarray(
+        module.apply({"params": params}, x, context_mask_BxM=mask), np.float32)
+  real = np.asarray(mask)[..., None]
+  assert rel_err(np.where(real, outs["cudnn"], 0), np.where(real, outs["chunked"], 0)) < 2e-2

@@ -315,6 +315,12 @@ def check(settings: TransformerSettings, run: registry.RunShape) -> None:
                      f"{IMPLEMENTATIONS}.")
 
 
+def softmax_path(settings: TransformerSettings, platform: str, dropout_active: bool, dtype,
+                 head_dim: int) -> str:
+  return attention_path(platform, dropout_active, implementation=settings.implementation,
+                        dtype=dtype, head_dim=head_dim)
+
+
 registry.register_mixer("transformer", registry.MixerSpec(
     layer=TransformerEncoderLayer, settings=TransformerSettings, normalize_before=True,
-    check=check, no_segments_because=""))
+    check=check, no_segments_because="", softmax_path=softmax_path))

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from luna_jax import platform
+from luna_jax import platform, registry
+from luna_jax.training import config as config_lib
 from luna_jax.training import flops as flops_lib
 from luna_jax.training import topology as topology_lib
 from luna_jax.training.loop import Trainer
@@ -118,19 +119,17 @@ class _Bound:
 
 
 def attention_path(config) -> str:
-  """The softmax attention path the config's training step compiles for TPU (the
-  Transformer's; other mixers have none)."""
+  """The softmax self-attention path the config's programs compile for TPU (the mixer's
+  `softmax_path`; "none" for mixers without softmax)."""
   m = config.model
-  if m.name != "transformer":
+  spec = registry.get_mixer(m.name)
+  if spec.softmax_path is None:
     return f"none ({m.name} has no softmax self-attention)"
-  from luna_jax.mixers import transformer
-
-  settings = config.model.transformer
-  dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
-  train = transformer.attention_path("tpu", m.attention_dropout > 0,
-                                     implementation=settings.implementation, dtype=dtype)
-  evaluate = transformer.attention_path("tpu", False, implementation=settings.implementation,
-                                        dtype=dtype)
+  settings = config_lib.mixer_settings(config)
+  dtype = config_lib.DTYPES[m.dtype]
+  head_dim = m.d_model // m.num_heads
+  train = spec.softmax_path(settings, "tpu", m.attention_dropout > 0, dtype, head_dim)
+  evaluate = spec.softmax_path(settings, "tpu", False, dtype, head_dim)
   return train if train == evaluate else f"{train} (training), {evaluate} (evaluation)"
 
 
@@ -216,24 +215,45 @@ def suggest(config, topology, devices, budget_bytes: int) -> dict | None:
   return None
 
 
+def stages(config) -> list[tuple[str, object]]:
+  """(program name prefix, config) of each stage a run trains: with
+  config.pretrain.objective, the pre-training ("pretrain/") and the fine-tuning stage."""
+  if not config.pretrain.objective:
+    return [("", config)]
+  from luna_jax.training.pretrain import finetuning_config, pretraining_config
+
+  return [("pretrain/", pretraining_config(config)),
+          ("", finetuning_config(config, "pretrain"))]
+
+
 def report(config, topology_name: str, num_slices: int = 1, workdir=None,
            config_name: str = "") -> dict:
-  """Compiles the config for the topology; returns (and writes to
-  workdir/compile_report.json, when workdir is given) the report."""
-  topology = topology_lib.parse(topology_name, num_slices)
-  devices = topology.devices()
-  run, trainer, programs, seconds = measure(config, topology, devices,
-                                            workdir=workdir or "compile_only")
+  """Compiles the config for the topology (a name such as "v5e-8", or "local": the TPU
+  devices attached to this process); returns (and writes to workdir/compile_report.json,
+  when workdir is given) the report."""
+  if topology_name == "local":  # the attached TPU devices, compiled for as they are
+    devices = jax.devices()
+    topology = topology_lib.local(devices)
+  else:
+    topology = topology_lib.parse(topology_name, num_slices)
+    devices = topology.devices()
+  programs, seconds = [], 0.0
+  for prefix, stage in stages(config):
+    run, trainer, compiled, stage_s = measure(stage, topology, devices,
+                                              workdir=workdir or "compile_only")
+    programs += [dataclasses.replace(p, name=prefix + p.name) for p in compiled]
+    seconds += stage_s
   spec = run.batch_spec()
   state_bytes = _tree_bytes(trainer.abstract_state)  # replicated: whole on every chip
   params_bytes = _tree_bytes(trainer.abstract_state.params)
-  c = config
+  c = run.config  # the last stage's
   out = {
       "config": config_name, "topology": topology.name, "num_slices": num_slices,
       "chips": topology.chips, "hosts": topology.hosts,
       "device_kind": devices[0].device_kind, "hbm_bytes_per_chip": topology.hbm_bytes,
       "compiled_as": f"process 0 of {topology.hosts}",
-      "task": c.task, "mechanism": c.model.name, "objective": c.objective,
+      "task": c.task, "mechanism": c.model.name,
+      "objective": "+".join(filter(None, (config.pretrain.objective, c.objective))),
       "max_len": c.max_len if c.task != "translation" else None,
       "batch_spec": {k: list(shape) for k, (shape, _) in spec.items()},
       "examples_per_chip": next(iter(spec.values()))[0][0] // topology.chips,
@@ -261,33 +281,38 @@ def _gib(n: float) -> str:
   return f"{n / 2**30:.2f}"
 
 
+def _size(n: float) -> str:
+  """Bytes in GiB, or MiB below 1 GiB."""
+  return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def describe(r: dict) -> str:
   """The report as a table and a verdict."""
   hbm = r["hbm_bytes_per_chip"]
+  slices = f" x {r['num_slices']} slices" if r["num_slices"] > 1 else ""
   lines = [
       f"{r['config'] or r['task']} ({r['mechanism']}, {r['objective']}) compiled for "
-      f"{r['topology']}{' x %d slices' % r['num_slices'] if r['num_slices'] > 1 else ''}: "
-      f"{r['chips']} {r['device_kind']} chips of {_gib(hbm)} GiB, {r['hosts']} host(s), "
-      f"as {r['compiled_as']}; {r['examples_per_chip']} example(s) per chip, "
-      f"{r['dtype']}, remat {'on' if r['remat'] else 'off'}, dropout keys {r['prng_impl']};"
-      f" softmax attention path: {r['attention_path']}.",
-      f"{'per chip':<12}{'compile s':>10}{'args GiB':>10}{'temp GiB':>10}{'peak GiB':>10}"
+      f"{r['topology']}{slices}: {r['chips']} {r['device_kind']} chips of {_gib(hbm)} GiB, "
+      f"{r['hosts']} host(s), as {r['compiled_as']}; {r['examples_per_chip']} example(s) "
+      f"per chip, {r['dtype']}, remat {'on' if r['remat'] else 'off'}, dropout keys "
+      f"{r['prng_impl']}; softmax attention path: {r['attention_path']}.",
+      f"{'per chip':<22}{'compile s':>10}{'arguments':>12}{'temporaries':>13}{'peak':>12}"
       f"{'of HBM':>8}{'GFLOP':>10}",
   ]
   for p in r["programs"]:
     lines.append(
-        f"{p['name']:<12}{p['compile_s']:>10.1f}{_gib(p['argument_bytes']):>10}"
-        f"{_gib(p['temp_bytes']):>10}{_gib(p['peak_bytes']):>10}"
-        f"{p['peak_bytes'] / hbm:>8.0%}{p['flops_per_chip'] / 1e9:>10.1f}")
-  lines.append(f"parameters {r['params']:,} ({_gib(r['params_bytes_per_chip'])} GiB); with "
-               f"the optimiser state {_gib(r['state_bytes_per_chip'])} GiB per chip.")
+        f"{p['name']:<22}{p['compile_s']:>10.1f}{_size(p['argument_bytes']):>12}"
+        f"{_size(p['temp_bytes']):>13}{_size(p['peak_bytes']):>12}"
+        f"{p['peak_bytes'] / hbm:>8.1%}{p['flops_per_chip'] / 1e9:>10.1f}")
+  lines.append(f"parameters {r['params']:,} ({_size(r['params_bytes_per_chip'])}); with the "
+               f"optimiser state {_size(r['state_bytes_per_chip'])} per chip.")
   verdict = "fits" if r["fits"] else "does NOT fit"
-  lines.append(f"{verdict}: peak {_gib(r['peak_bytes_per_chip'])} GiB of {_gib(hbm)} GiB "
-               f"per chip; compiled in {r['total_s']:.0f} s.")
+  lines.append(f"{verdict}: peak {_size(r['peak_bytes_per_chip'])} of {_gib(hbm)} GiB per "
+               f"chip; compiled in {r['total_s']:.0f} s.")
   if not r["fits"]:
     fix = r.get("would_fit")
     lines.append(f"would fit with {fix['flags']} (train step peak "
-                 f"{_gib(fix['train_step_peak_bytes'])} GiB)" if fix else
+                 f"{_size(fix['train_step_peak_bytes'])})" if fix else
                  "nothing tried fits (remat, gradient accumulation to one example per chip, "
                  "bfloat16): use a larger slice or a smaller model.")
   return "\n".join(lines)

@@ -54,7 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   t.generate = 0  # > 0: generate the offline reordering task (data/toy_translation.py)
   #                 with this many training pairs into translation_dir when it is empty
   t.generate_eval = 500  # ... and this many validation and test pairs each
-  t.vocab_size = 8000  # joint SentencePiece pieces when generating
+  t.vocab_size = 8000  # joint SentencePiece pieces when generating (and what a compile-
+  #                       only run assumes when translation_dir is not prepared)
   t.max_source_len = 256  # tokens per source, EOS included
   t.max_target_len = 256  # tokens per target, EOS included
   t.too_long = "truncate"  # a longer pair: truncate (counted in the summary) | error

@@ -122,3 +122,23 @@ def parse(name: str, num_slices: int = 1) -> Topology:
     per_host = (2, 2, 1)
   return Topology(name=f"{generation}-{count}", generation=generation, shape=shape,
                   chips_per_host=per_host, num_slices=num_slices)
+
+
+# jax's device_kind of each generation's chips
+_KINDS = {"TPU v4": "v4", "TPU v5 lite": "v5e", "TPU v5e": "v5e", "TPU v5": "v5p",
+          "TPU v5p": "v5p", "TPU v6 lite": "v6e", "TPU v6e": "v6e"}
+
+
+def local(devices) -> Topology:
+  """The Topology of attached TPU devices (a TPU VM, a Colab TPU), by their kind and
+  count."""
+  kind = devices[0].device_kind
+  if kind not in _KINDS:
+    raise errors.ConfigError(f"no HBM figure for {kind!r} devices; known kinds: "
+                             f"{', '.join(sorted(_KINDS))}.")
+  generation = _KINDS[kind]
+  count = len(devices) * (2 if GENERATIONS[generation][1] else 1)
+  try:
+    return parse(f"{generation}-{count}")
+  except errors.ConfigError:  # an unusual slice: keep its count, shape unknown
+    return Topology(f"{generation}-{count}", generation, (len(devices),), (1, 1, 1))
