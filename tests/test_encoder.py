@@ -77,7 +77,7 @@ def test_remat_keeps_parameter_names_outputs_and_gradients(mixer):
                        rngs={"dropout": jax.random.key(3)})
       return jnp.sum(jnp.sin(y) * mask[..., None])
 
-    results.append((params, *jax.value_and_grad(loss)(params)))
+    results.append((params, *jax.jit(jax.value_and_grad(loss))(params)))
   (p0, l0, g0), (p1, l1, g1) = results
   assert jax.tree.structure(p0) == jax.tree.structure(p1)
   jax.tree.map(np.testing.assert_array_equal, p0, p1)
