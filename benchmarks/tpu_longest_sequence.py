@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -132,7 +133,11 @@ def _peak(record) -> str:
     return ""
   if record.get("peak_bytes"):
     return f"{record['peak_bytes'] / 2**30:.2f}"
-  return record.get("error", "")[:80].replace("|", "/")
+  error = record.get("error", "")
+  needed = re.search(r"HLO temporaries \(([\d.]+)G\) exceeds available HBM \(([\d.]+)G\)", error)
+  if needed:  # the compiler refused it: its own count
+    return f"temporaries alone {needed.group(1)} (compiler: > {needed.group(2)} usable)"
+  return error[:80].replace("|", "/")
 
 
 def _tokens(n: int) -> str:
