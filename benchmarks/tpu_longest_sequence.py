@@ -151,10 +151,12 @@ def plot(results: dict, path: pathlib.Path) -> None:
   import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for label, points in results.items():
+  colors = plt.cm.tab20.colors
+  for i, (label, points) in enumerate(results.items()):
     xs = sorted(int(n) for n, r in points.items() if r.get("peak_bytes"))
     if xs:
-      ax.plot(xs, [points[str(n)]["peak_bytes"] / 2**30 for n in xs], "o-", label=label)
+      ax.plot(xs, [points[str(n)]["peak_bytes"] / 2**30 for n in xs], marker="o", label=label,
+              color=colors[(2 * i) % 20 + (i >= 10)], ls="--" if "remat" in label else "-")
   ax.axhline(16, color="k", ls="--", lw=1, label="v5e HBM (16 GiB)")
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")

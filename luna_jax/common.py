@@ -165,8 +165,9 @@ def rows_view() -> bool:
   On XLA CPU the 2-D form lets the weight gradient x^T g read x and g in place, where a
   (B, N, D) input makes XLA copy a transposed g for every weight gradient (and a copy per
   consumer of g). On TPU, whose arrays are tiled by 8 rows, merging B and N is a relayout
-  whenever N is not a multiple of 8 (LRA's 4,002 tokens), and it made the Luna Text step
-  compile for 110 s instead of 50 s (`benchmarks/results/tpu_compile_time.md`).
+  whenever N is not a multiple of 8 (LRA's 4,002 tokens): the Luna Text step for v5e-8
+  then needs 1,255 MiB of temporaries per chip instead of 723
+  (`benchmarks/results/tpu_compile_time.md`).
   """
   return platform.current_platform() != "tpu"
 
