@@ -168,10 +168,6 @@ def measure(config, topology: topology_lib.Topology, devices=None, train_only: b
   return run, trainer, programs, time.perf_counter() - start
 
 
-def _fits(programs: list[Program], topology) -> bool:
-  return max(p.peak_bytes for p in programs) <= topology.hbm_bytes
-
-
 def _candidates(config, chips: int):
   """Settings that lower a step's memory, each tried on top of the previous:
   rematerialisation, then halving the micro-batch down to one example per chip, then
@@ -244,6 +240,7 @@ def report(config, topology_name: str, num_slices: int = 1, workdir=None,
     programs += [dataclasses.replace(p, name=prefix + p.name) for p in compiled]
     seconds += stage_s
   spec = run.batch_spec()
+  peak = max(p.peak_bytes for p in programs)
   state_bytes = _tree_bytes(trainer.abstract_state)  # replicated: whole on every chip
   params_bytes = _tree_bytes(trainer.abstract_state.params)
   c = run.config  # the last stage's
@@ -264,8 +261,8 @@ def report(config, topology_name: str, num_slices: int = 1, workdir=None,
           trainer.abstract_state.params))),
       "params_bytes_per_chip": params_bytes, "state_bytes_per_chip": state_bytes,
       "programs": [dataclasses.asdict(p) | {"peak_bytes": p.peak_bytes} for p in programs],
-      "peak_bytes_per_chip": max(p.peak_bytes for p in programs),
-      "fits": _fits(programs, topology), "total_s": seconds,
+      "peak_bytes_per_chip": peak, "fits": peak <= topology.hbm_bytes,
+      "total_s": seconds,
       "jax": jax.__version__,
   }
   if not out["fits"]:
