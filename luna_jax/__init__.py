@@ -3,9 +3,8 @@ JAX/Flax, with a softmax Transformer baseline, for the Long Range Arena.
 
 Layout: `luna_jax.mixers` holds one module per mixer (its attention, encoder layer,
 settings, check and `register_mixer` line); `layers` is the base every mixer's layer
-builds on; `registry` maps names to mixers; `encoder` stacks any of them; `model` is the
-LRA classifier around the encoder and `lm` the masked or causal language model that
-pre-trains it.
+builds on; `registry` maps names to mixers; `encoder` stacks any of them; `models` holds
+the LRA classifier, the language model that pre-trains it and the translation model.
 
 Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) array):
 
@@ -43,10 +42,10 @@ _EXPORTS = {
     "LunaCausalAttention": "luna_jax.mixers.luna_causal", "omega": "luna_jax.mixers.luna_causal",
     "MultiHeadAttention": "luna_jax.mixers.transformer",
     "TransformerEncoderLayer": "luna_jax.mixers.transformer",
-    "LanguageModel": "luna_jax.lm",
-    "LraClassifier": "luna_jax.model",
-    "Decoder": "luna_jax.seq2seq", "DecoderLayer": "luna_jax.seq2seq",
-    "Seq2SeqModel": "luna_jax.seq2seq",
+    "LanguageModel": "luna_jax.models.language_model",
+    "LraClassifier": "luna_jax.models.classifier",
+    "Decoder": "luna_jax.models.seq2seq", "DecoderLayer": "luna_jax.models.seq2seq",
+    "Seq2SeqModel": "luna_jax.models.seq2seq",
     "MixerSpec": "luna_jax.registry", "RunShape": "luna_jax.registry",
     "get_mixer": "luna_jax.registry", "mixer_names": "luna_jax.registry",
     "register_mixer": "luna_jax.registry", "unregister_mixer": "luna_jax.registry",

@@ -65,7 +65,7 @@ class LayerBase(nn.Module):
   # "gelu" overrides it (fairseq's translation models use ReLU everywhere).
   ffn_activation: Optional[str] = None
   # False: the layer ends after its mixing sub-block, without the FFN sub-block (a
-  # decoder layer puts encoder-decoder attention between the two; `luna_jax.seq2seq`).
+  # decoder layer puts encoder-decoder attention between the two; `luna_jax.models.seq2seq`).
   feed_forward: bool = True
 
   def norm(self, name: str) -> nn.LayerNorm:

@@ -60,7 +60,7 @@ class MixerSpec:
     final_p: (encoder, settings, P) -> P after a pre-LN stack (its final LayerNorm);
       None leaves P as the last layer returned it.
     cross_attention: the encoder-decoder attention of this mixer's decoder layers
-      (`luna_jax.seq2seq`): a
+      (`luna_jax.models.seq2seq`): a
       `luna_jax.layers.CrossAttentionBase` subclass (its call returns (y_x, y_p or None,
       the source-only tensors decoding reuses)), built with num_heads,
       attention_dropout, init_style, dtype, param_dtype and the mixer's settings as

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from luna_jax import lm
+from luna_jax.models import language_model as lm
 from luna_jax.training import train_and_evaluate, validate
 from luna_jax.training.init_from import load_pretrained
 from luna_jax.training.objectives import LanguageModelling

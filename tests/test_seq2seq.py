@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from luna_jax import common, seq2seq
+from luna_jax import common
+from luna_jax.models import seq2seq
 from tests import numpy_reference as ref
 from tests.helpers import prefix_mask, random_mask, rel_err
 

@@ -15,8 +15,8 @@ from ml_collections import config_dict
 
 from luna_jax import errors, registry
 from luna_jax.data.tasks import Task, get_task
-from luna_jax.lm import LanguageModel, MaskingRates, lm_vocab_size
-from luna_jax.model import PAIR_COMBINATIONS, POOLINGS, LraClassifier
+from luna_jax.models.language_model import LanguageModel, MaskingRates, lm_vocab_size
+from luna_jax.models.classifier import PAIR_COMBINATIONS, POOLINGS, LraClassifier
 from luna_jax.training.objectives import OBJECTIVES
 from luna_jax.training.steps import PRNG_IMPLS
 
@@ -208,7 +208,7 @@ def build_model(config, task: Task | None = None):
 
 
 def _translation_model(config, task, encoder, normalize_before):
-  from luna_jax.seq2seq import Seq2SeqModel
+  from luna_jax.models.seq2seq import Seq2SeqModel
 
   m, t = config.model, config.translation
   if normalize_before is None:
@@ -330,7 +330,7 @@ def _validate_objective(config) -> None:
 
 def _validate_translation(config) -> None:
   from luna_jax.data.translation import TOO_LONG
-  from luna_jax.seq2seq import SHARE_EMBEDDINGS
+  from luna_jax.models.seq2seq import SHARE_EMBEDDINGS
 
   m, t = config.model, config.translation
   spec = registry.get_mixer(m.name)

@@ -15,7 +15,7 @@ import pathlib
 import jax
 import numpy as np
 
-from luna_jax.model import SHARED_PARAMS
+from luna_jax.models.embeddings import SHARED_PARAMS
 
 
 def _flat(tree) -> dict[str, object]:

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from luna_jax import lm, losses
+from luna_jax import losses
+from luna_jax.models import language_model as lm
 
 OBJECTIVES = ("classify", "mlm", "clm", "seq2seq")
 
@@ -133,7 +134,7 @@ class Translation:
     return self.select == "bleu"
 
   def sums(self, model, params, batch, key, train: bool) -> dict:
-    from luna_jax.seq2seq import shift_right
+    from luna_jax.models.seq2seq import shift_right
 
     target = batch["target"]
     rngs = {"dropout": key} if train else {}

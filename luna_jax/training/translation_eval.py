@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from luna_jax import seq2seq
+from luna_jax.models import seq2seq
 
 
 def generation_length(config, source_len: int) -> int:

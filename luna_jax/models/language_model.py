@@ -3,7 +3,7 @@
     tokens -> embedding + learned positions -> LayerNorm -> Dropout -> Encoder
            -> Linear -> GELU -> LayerNorm -> logits = h E^T + b   (E: the token embedding)
 
-The embedding and encoder are the classifier's (`model.embed_tokens`, same parameter
+The embedding and encoder are the classifier's (`embeddings.embed_tokens`, same parameter
 names), so a pre-trained language model's weights start a classifier (`init_from`). The
 output projection is tied to the token embedding by default (RoBERTa's LM head); untied
 it is a Linear layer of its own. The vocabulary is the task's plus one [MASK] id, the last
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from luna_jax import common
 from luna_jax.encoder import Encoder
-from luna_jax.model import embed_tokens
+from luna_jax.models.embeddings import embed_tokens
 
 Array = common.Array
 
