@@ -35,9 +35,6 @@ def main(argv):
 
   trainer, params = load_run_and_params(_WORKDIR.value, _CHECKPOINT.value,
                                         translation_overrides=overrides)
-  if trainer.run.config.objective != "seq2seq":
-    raise errors.ConfigError(f"{_WORKDIR.value} holds a {trainer.run.config.objective} run, "
-                             "not a translation model (objective=seq2seq).")
   if _INPUT.value == "-":
     text = sys.stdin.read()
   elif not os.path.isfile(_INPUT.value):

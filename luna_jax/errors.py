@@ -27,3 +27,9 @@ class MissingDataError(UserError, FileNotFoundError):
 
 class WorkdirError(UserError, FileNotFoundError):
   """A workdir that is not a training workdir, or lacks the asked-for checkpoint."""
+
+
+def require(ok: bool, message: str) -> None:
+  """Raises ConfigError("invalid config: <message>") unless ok."""
+  if not ok:
+    raise ConfigError(f"invalid config: {message}")

@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 import luna_jax
 from luna_jax.training import base_config, build_model, train_and_evaluate, validate
-from luna_jax.training.config import mixer_settings
+from luna_jax.training.model_config import mixer_settings
 from tests.training_fixtures import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ from luna_jax.training import NonFiniteLossError, every, train_and_evaluate, val
 from luna_jax.training import config as config_lib
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.evaluate import evaluate_workdir
+from luna_jax.training.workloads import lra as lra_workload
 from tests.training_fixtures import latest_params, tiny_config, train_killed_then_resumed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -155,7 +156,7 @@ def test_every_n_steps_and_the_last_step():
 
 def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path, monkeypatch):
   validated, checked = [], config_lib.validate
-  looked_up, lookup = [], config_lib.get_task
+  looked_up, lookup = [], lra_workload._task
 
   def counted(*args, **kw):
     validated.append(args)
@@ -166,7 +167,7 @@ def test_eval_rebuilds_the_model_from_the_workdir(data_dir, tmp_path, monkeypatc
     return lookup(*args, **kw)
 
   monkeypatch.setattr(config_lib, "validate", counted)
-  monkeypatch.setattr(config_lib, "get_task", counted_lookup)
+  monkeypatch.setattr(lra_workload, "_task", counted_lookup)
   summary = train_and_evaluate(tiny_config("retrieval", data_dir), tmp_path)
   assert len(validated) == 1 and len(looked_up) == 1  # once per run
   result = evaluate_workdir(tmp_path, "best", "test")

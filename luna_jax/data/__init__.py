@@ -11,12 +11,11 @@ import importlib
 from luna_jax.data.prepared import (data_source, describe_provenance, ensure_prepared,
                                     is_prepared, read_provenance)
 from luna_jax.data.readers import DataFormatError
-from luna_jax.data.tasks import (TASK_NAMES, Task, generated_sizes, get_task, majority_rate,
-                                 register_task, task_names)
+from luna_jax.data.tasks import Task, generated_sizes, get_task, register_task, task_names
 
-__all__ = ["DataFormatError", "InputConfig", "TASK_NAMES", "Task", "data_source",
+__all__ = ["DataFormatError", "InputConfig", "Task", "data_source",
            "describe_provenance", "ensure_prepared", "generated_sizes", "get_task",
-           "is_prepared", "majority_rate", "make_dataset", "prepare", "read_provenance",
+           "is_prepared", "make_dataset", "prepare", "read_provenance",
            "register_task", "task_names", "to_tokens"]
 
 

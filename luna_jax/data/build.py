@@ -130,7 +130,7 @@ def prepare(
   `read_provenance`) and prints it.
 
   Args:
-    task: a name from `tasks.TASK_NAMES` (with `difficulty`), or a task record.
+    task: a name from `tasks.task_names()` (with `difficulty`), or a task record.
     data_dir: the tfds data directory (also holds generated sources under generated/).
     source: "generate" (ListOps, Pathfinder), "release" (a local LRA release folder),
       "manual" (the official archive in manual_dir) or "download" (Text, Image); None

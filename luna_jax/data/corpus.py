@@ -34,13 +34,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from luna_jax import errors
-from luna_jax.data import tasks as tasks_lib
+from luna_jax.data import pipeline
 from luna_jax.data import vocab as vocab_lib
+from luna_jax.data.source import BatchSpec, Feed
+from luna_jax.data.text import ByteTokenizer, SentencePieceTokenizer, read_folder_record
 
 CORPUS_FILE = "corpus.json"
 SPM_FILE = "spm.model"
@@ -146,47 +148,6 @@ def hold_out(docs: list[str], fraction: float, seed: int) -> dict[str, list[str]
           "train": pick(order[2 * held:])}
 
 
-# --- Tokenisers ---------------------------------------------------------------------------
-
-class ByteTokenizer:
-  num_tokens = 256
-
-  def encode(self, text: str) -> np.ndarray:
-    return vocab_lib.encode_bytes(text)
-
-  def decode(self, ids: Iterable[int]) -> str:
-    return bytes(int(i) - 1 for i in ids if 1 <= int(i) <= 256).decode("utf-8", "replace")
-
-
-class SentencePieceTokenizer:
-  """A SentencePiece model without its own pad/BOS/EOS ids: piece p is our id p + 1."""
-
-  def __init__(self, model_file):
-    import sentencepiece as spm
-
-    self.processor = spm.SentencePieceProcessor(model_file=str(model_file))
-    self.num_tokens = self.processor.get_piece_size()
-
-  @staticmethod
-  def train(docs: list[str], model_file: pathlib.Path, vocab_size: int) -> None:
-    """Unigram model on the documents' lines (SentencePiece's training is deterministic
-    for given input)."""
-    import sentencepiece as spm
-
-    lines = [line for doc in docs for line in doc.splitlines() if line.strip()]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_prefix=str(model_file.with_suffix("")),
-        vocab_size=vocab_size, model_type="unigram", character_coverage=1.0,
-        pad_id=-1, bos_id=-1, eos_id=-1, unk_id=0,
-        max_sentence_length=1 << 16, minloglevel=2, hard_vocab_limit=False)
-
-  def encode(self, text: str) -> np.ndarray:
-    return np.asarray(self.processor.encode(text), np.int32) + 1
-
-  def decode(self, ids: Iterable[int]) -> str:
-    return self.processor.decode([int(i) - 1 for i in ids if 1 <= int(i) <= self.num_tokens])
-
-
 def load_tokenizer(corpus_dir):
   meta = read_meta(corpus_dir)
   if meta["tokenizer"] == "bytes":
@@ -235,16 +196,6 @@ def prepare_corpus(source: str, out_dir, *, tokenizer: str = "bytes", vocab_size
   return meta
 
 
-def read_folder_record(folder, filename: str, what: str, how_to_prepare: str) -> dict:
-  """The JSON record `filename` of a prepared folder (a corpus, parallel text); a missing
-  one raises MissingDataError saying what is not prepared and the command that makes it."""
-  path = pathlib.Path(folder).expanduser() / filename
-  if not path.is_file():
-    raise errors.MissingDataError(f"no prepared {what} in {folder} ({filename} not found). "
-                                  f"Prepare it with\n  {how_to_prepare}")
-  return json.loads(path.read_text())
-
-
 def read_meta(corpus_dir) -> dict:
   return read_folder_record(
       corpus_dir, CORPUS_FILE, "corpus",
@@ -252,26 +203,13 @@ def read_meta(corpus_dir) -> dict:
       "file, a folder of .txt files, a .jsonl file or tfds:NAME).")
 
 
-def corpus_task(corpus_dir) -> tasks_lib.Task:
-  """The task record of a prepared corpus: its vocabulary (content ids, then CLS and
-  EOS), rows from `CorpusRows`; for language modelling only (no labels)."""
-  meta = read_meta(corpus_dir)
-  return tasks_lib.Task(name="corpus", builder="corpus", num_classes=1,
-                        vocab=vocab_lib.Vocab(meta["num_tokens"]), encode=_row_ids,
-                        default_length=512)
-
-
-def _row_ids(example):
-  return example["ids"]
-
-
 @dataclasses.dataclass
 class CorpusRows:
-  """Random access to a split's rows: row i is {"ids": int32 (<= room,), "label": 0},
-  and with pack=True also "segments": int32 (room,), the document of each position.
+  """Random access to a split's rows: row i is {"ids": int32 (<= room,)}, and with
+  pack=True also "segments": int32 (room,), the document of each position.
 
-  room: tokens per row before the pipeline adds CLS (config.max_len - 1); EOS ends each
-  document (the pipeline's own EOS is off for corpora).
+  room: tokens per row before CLS is added (config.max_len - 1); EOS ends each
+  document (no other EOS is added).
   """
 
   corpus_dir: str
@@ -314,7 +252,7 @@ class CorpusRows:
     is_eos = within == np.diff(self.offsets)[doc]
     token_index = np.minimum(self.offsets[doc] + within, len(self.tokens) - 1)
     ids = np.where(is_eos, self.eos_id, np.asarray(self.tokens[token_index]))
-    return {"ids": ids.astype(np.int32), "label": 0,
+    return {"ids": ids.astype(np.int32),
             "segments": (doc - doc[0] + 1).astype(np.int32)}
 
   def __getitem__(self, index: int) -> dict:
@@ -329,4 +267,61 @@ class CorpusRows:
                                                              self.room)], np.int32)
     if len(piece) < self.room and stream_start + len(piece) == end - begin:
       piece = np.append(piece, np.int32(self.eos_id))  # the document's end
-    return {"ids": piece, "label": 0}
+    return {"ids": piece}
+
+
+class _CorpusBatchRows:
+  """A corpus's rows at `rows` (-1 = a filler: row 0 with weight 0) as model inputs:
+  {"inputs": int32 (b, max_len) with the leading CLS, "weight": float32 (b,)} and for
+  packed rows "segments": int32 (b, max_len) (the CLS in the first document, padding 0)."""
+
+  def __init__(self, rows: CorpusRows, cfg: pipeline.InputConfig, cls_id: int):
+    self.rows, self.cfg, self.cls_id = rows, cfg, cls_id
+
+  def __call__(self, rows: np.ndarray) -> dict:
+    examples = [self.rows[int(max(index, 0))] for index in rows]
+    batch = {"inputs": np.stack([pipeline.to_tokens(e["ids"], None, self.cfg,
+                                                    cls_id=self.cls_id) for e in examples]),
+             "weight": (rows >= 0).astype(np.float32)}
+    if self.rows.pack:
+      batch["segments"] = np.stack([pipeline.to_tokens(e["segments"], None, self.cfg,
+                                                       cls_id=1) for e in examples])
+    return batch
+
+
+@dataclasses.dataclass
+class CorpusSource:
+  """A prepared corpus as a run's data source (`source.DataSource`): rows of max_len
+  tokens, a leading CLS (add_cls) and the documents' own EOS, one document per row or
+  packed (pack). Its vocabulary: the corpus's content ids, then CLS and EOS."""
+
+  corpus_dir: str
+  max_len: int
+  add_cls: bool = True
+  pack: bool = False
+
+  def __post_init__(self):
+    self.meta = read_meta(self.corpus_dir)  # MissingDataError with the prepare command
+    self.vocab = vocab_lib.Vocab(self.meta["num_tokens"])
+    self.input_cfg = pipeline.InputConfig(self.max_len, self.add_cls, add_eos=False)
+
+  def rows(self, split: str) -> CorpusRows:
+    return CorpusRows(self.corpus_dir, split, self.max_len - int(self.add_cls), self.pack)
+
+  def batches(self, split: str, feed: Feed, *, num_epochs=None, shuffle=None):
+    rows = self.rows(split)
+    return pipeline.batched(
+        len(rows), _CorpusBatchRows(rows, self.input_cfg, self.vocab.cls_id),
+        global_batch=feed.global_batch, seed=feed.seed,
+        shuffle=split == "train" if shuffle is None else shuffle, num_epochs=num_epochs,
+        process_index=feed.process_index, process_count=feed.process_count)
+
+  def batch_spec(self, feed: Feed) -> BatchSpec:
+    b, n = feed.global_batch, self.max_len
+    spec = {"inputs": ((b, n), np.int32), "weight": ((b,), np.float32)}
+    if self.pack:
+      spec["segments"] = ((b, n), np.int32)
+    return spec
+
+  def provenance(self) -> dict:
+    return self.meta

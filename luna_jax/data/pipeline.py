@@ -1,6 +1,9 @@
-"""grain pipelines over the prepared tfds datasets: tokens, padding, shuffling, batches.
+"""grain pipelines: shuffled, resumable global batches of random-access examples
+(`batched`), and an LRA task's prepared tfds dataset as a run's data source
+(`TaskSource`): tokens, CLS/EOS, padding.
 
-Batches are dicts of NumPy arrays for this process's share of the global batch:
+An LRA task's batches are dicts of NumPy arrays for this process's share of the global
+batch:
     inputs  int32 (b, L), or (b, 2, L) for pairs (retrieval); 0 is padding
     label   int32 (b,)
     weight  float32 (b,): 1 for real examples, 0 for fillers of the last eval batch
@@ -15,12 +18,14 @@ from the prepared dataset (`prepared.data_source`), never through the build code
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Optional
 
 import grain
 import numpy as np
 
-from luna_jax.data.prepared import data_source
+from luna_jax.data.prepared import data_source, describe_provenance, read_provenance
+from luna_jax.data.source import BatchSpec, Feed
 from luna_jax.data.tasks import Task, get_task
 
 
@@ -54,21 +59,45 @@ def to_tokens(ids: np.ndarray, task: Optional[Task], cfg: InputConfig, *,
   return np.pad(tokens, (0, cfg.max_len - len(tokens)))
 
 
-class _BatchLoader:
-  """Maps one global batch of example indices (-1 = filler) to this process's rows."""
+class _LocalRows:
+  """One global batch of example indices (-1 = filler) -> load(this process's rows)."""
 
-  def __init__(self, source, task: Task, cfg: InputConfig, global_batch: int,
-               process_index: int, process_count: int):
-    self.source, self.task, self.cfg = source, task, cfg
-    self.global_batch = global_batch
+  def __init__(self, load, global_batch: int, process_index: int, process_count: int):
+    self.load, self.global_batch = load, global_batch
     self.local = global_batch // process_count
     self.start = process_index * self.local
 
   def __call__(self, indices: np.ndarray) -> dict:
     indices = np.asarray(indices, np.int64)
     indices = np.pad(indices, (0, self.global_batch - len(indices)), constant_values=-1)
-    rows = indices[self.start:self.start + self.local]
-    inputs, labels, segments = [], [], []
+    return self.load(indices[self.start:self.start + self.local])
+
+
+def batched(num_examples: int, load, *, global_batch: int, seed: int = 0,
+            shuffle: bool = False, num_epochs: Optional[int] = None, process_index: int = 0,
+            process_count: int = 1) -> grain.IterDataset:
+  """A grain dataset of this process's batches of `num_examples` random-access examples:
+  global batches of indices, shuffled per epoch from `seed` alone, each process's rows
+  made by load(indices (b,), -1 for fillers) -> dict (see the module docstring)."""
+  if global_batch % process_count:
+    raise ValueError(f"global batch {global_batch} does not divide among {process_count} "
+                     "processes.")
+  ds = grain.MapDataset.range(num_examples)
+  if shuffle:
+    ds = ds.seed(seed).shuffle()  # reshuffled in every epoch of the repeat below
+  ds = ds.repeat(num_epochs)
+  ds = ds.batch(global_batch, drop_remainder=num_epochs is None)
+  return ds.map(_LocalRows(load, global_batch, process_index, process_count)).to_iter_dataset()
+
+
+class _TaskRows:
+  """An LRA task's examples at `rows` (-1 = a filler: example 0 with weight 0)."""
+
+  def __init__(self, source, task: Task, cfg: InputConfig):
+    self.source, self.task, self.cfg = source, task, cfg
+
+  def __call__(self, rows: np.ndarray) -> dict:
+    inputs, labels = [], []
     for index in rows:
       example = self.source[int(max(index, 0))]
       encoded = self.task.encode(example)
@@ -77,13 +106,8 @@ class _BatchLoader:
       else:
         inputs.append(to_tokens(encoded, self.task, self.cfg))
       labels.append(int(example["label"]))
-      if "segments" in example:  # packed documents: CLS joins the first one, padding is 0
-        segments.append(to_tokens(example["segments"], None, self.cfg, cls_id=1, eos_id=0))
-    batch = {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
-             "weight": (rows >= 0).astype(np.float32)}
-    if segments:
-      batch["segments"] = np.stack(segments)
-    return batch
+    return {"inputs": np.stack(inputs), "label": np.asarray(labels, np.int32),
+            "weight": (rows >= 0).astype(np.float32)}
 
 
 def make_dataset(
@@ -100,7 +124,7 @@ def make_dataset(
     process_count: int = 1,
     source=None,
 ) -> grain.IterDataset:
-  """A grain dataset of batches (see the module docstring).
+  """A grain dataset of an LRA task's batches (see the module docstring).
 
   Args:
     split: "train", "validation" or "test".
@@ -108,18 +132,40 @@ def make_dataset(
     shuffle: reshuffle the examples each epoch (default: only for train).
     num_epochs: None repeats forever (training); 1 for one evaluation pass, whose last
       batch is filled up with weight-0 examples so that every batch has the same shape.
-    source: a random-access source to use instead of the prepared tfds split (tests).
+    source: a random-access source of the split's examples to read instead of the
+      prepared tfds split (tfds's mock data in the tests).
   """
   task = get_task(task) if isinstance(task, str) else task
-  if global_batch % process_count:
-    raise ValueError(f"global batch {global_batch} does not divide among {process_count} "
-                     "processes.")
   source = data_source(task, split, data_dir) if source is None else source
-  shuffle = split == "train" if shuffle is None else shuffle
-  ds = grain.MapDataset.range(len(source))
-  if shuffle:
-    ds = ds.seed(seed).shuffle()  # reshuffled in every epoch of the repeat below
-  ds = ds.repeat(num_epochs)
-  ds = ds.batch(global_batch, drop_remainder=num_epochs is None)
-  loader = _BatchLoader(source, task, cfg, global_batch, process_index, process_count)
-  return ds.map(loader).to_iter_dataset()
+  return batched(len(source), _TaskRows(source, task, cfg), global_batch=global_batch,
+                 seed=seed, shuffle=split == "train" if shuffle is None else shuffle,
+                 num_epochs=num_epochs, process_index=process_index,
+                 process_count=process_count)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSource:
+  """An LRA task's prepared dataset as a run's data source (`source.DataSource`)."""
+
+  task: Task
+  data_dir: pathlib.Path
+  input_cfg: InputConfig
+
+  @property
+  def vocab(self):
+    return self.task.vocab
+
+  def batches(self, split: str, feed: Feed, *, num_epochs=None, shuffle=None):
+    return make_dataset(self.task, split, self.data_dir, self.input_cfg,
+                        global_batch=feed.global_batch, seed=feed.seed, shuffle=shuffle,
+                        num_epochs=num_epochs, process_index=feed.process_index,
+                        process_count=feed.process_count)
+
+  def batch_spec(self, feed: Feed) -> BatchSpec:
+    b, n = feed.global_batch, self.input_cfg.max_len
+    return {"inputs": ((b, 2, n) if self.task.pair else (b, n), np.int32),
+            "label": ((b,), np.int32), "weight": ((b,), np.float32)}
+
+  def provenance(self) -> dict:
+    """Official or generated data, and which: recorded by `prepare`."""
+    return read_provenance(self.task, self.data_dir) or describe_provenance(None)

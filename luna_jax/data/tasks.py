@@ -11,7 +11,6 @@ import dataclasses
 import functools
 from typing import Callable, Mapping, Optional
 
-import numpy as np
 
 from luna_jax import errors
 from luna_jax.data import listops, pathfinder_gen
@@ -172,12 +171,6 @@ def generated_sizes(task: Task, num_examples: Optional[int] = None,
           "test": int(num_eval_examples)}
 
 
-def majority_rate(labels: np.ndarray, num_classes: int) -> float:
-  """The accuracy of always predicting the most frequent class."""
-  counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
-  return float(counts.max() / max(1, counts.sum()))
-
-
 register_task(Task(
     name="listops", builder="lra_listops", num_classes=10, vocab=vocab_lib.LISTOPS_VOCAB,
     encode=_listops, default_length=2000,
@@ -234,5 +227,3 @@ def _pathfinder(resolution: int, difficulty: str) -> Task:
 for _resolution in pathfinder_gen.RESOLUTIONS:
   register_task(_pathfinder(_resolution, "hard"))
 del _resolution
-
-TASK_NAMES = task_names()

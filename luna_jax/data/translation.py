@@ -28,9 +28,9 @@ from typing import Iterator, Optional
 import numpy as np
 
 from luna_jax import errors
-from luna_jax.data import tasks as tasks_lib
 from luna_jax.data import vocab as vocab_lib
-from luna_jax.data.corpus import SentencePieceTokenizer, read_folder_record
+from luna_jax.data.source import BatchSpec, Feed
+from luna_jax.data.text import SentencePieceTokenizer, read_folder_record
 
 META_FILE = "translation.json"
 SPM_FILE = "spm.model"
@@ -142,19 +142,6 @@ def read_meta(folder) -> dict:
       folder, META_FILE, "parallel text",
       f"python -m luna_jax.data prepare_translation INPUT --src SRC --tgt TGT --out "
       f"{folder}\n(INPUT: a folder of train/valid/test.SRC and .TGT files, or tfds:NAME).")
-
-
-def translation_task(folder) -> tasks_lib.Task:
-  """The task record of a prepared folder: its joint vocabulary (pieces, then BOS as the
-  vocabulary's CLS id, and EOS)."""
-  return task_of_size(read_meta(folder)["num_tokens"])
-
-
-def task_of_size(num_tokens: int) -> tasks_lib.Task:
-  """The task record of a joint vocabulary of num_tokens pieces."""
-  return tasks_lib.Task(name="translation", builder="translation", num_classes=1,
-                        vocab=vocab_lib.Vocab(num_tokens), encode=lambda e: e,
-                        default_length=256)
 
 
 def load_tokenizer(folder) -> SentencePieceTokenizer:
@@ -314,3 +301,54 @@ class TokenBatches:
 
   def set_state(self, state: dict) -> None:
     self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
+
+
+@dataclasses.dataclass
+class ParallelSource:
+  """A prepared folder of parallel text as a run's data source (`source.DataSource`):
+  token batches of about max_tokens tokens (`TokenBatches`). Its vocabulary: the joint
+  pieces, then BOS (the vocabulary's CLS id) and EOS.
+
+  vocab_size: the pieces to assume when the folder is not prepared here (a compile-only
+  run needs only the vocabulary's size); None reads it from the folder.
+  """
+
+  folder: str
+  max_source_len: int
+  max_target_len: int
+  max_tokens: int
+  too_long: str = "truncate"
+  vocab_size: Optional[int] = None
+
+  def __post_init__(self):
+    if self.vocab_size is None:
+      self.vocab_size = read_meta(self.folder)["num_tokens"]
+    self.vocab = vocab_lib.Vocab(self.vocab_size)
+
+  def pairs(self, split: str) -> TranslationPairs:
+    return TranslationPairs(self.folder, split, self.max_source_len, self.max_target_len,
+                            self.too_long)
+
+  def batches(self, split: str, feed: Feed, *, num_epochs=None, shuffle=None):
+    return TokenBatches(
+        self.pairs(split), max_tokens=self.max_tokens, rows_multiple=feed.rows_multiple,
+        seed=feed.seed, shuffle=split == "train" if shuffle is None else shuffle,
+        num_epochs=num_epochs, process_index=feed.process_index,
+        process_count=feed.process_count)
+
+  def batch_spec(self, feed: Feed) -> BatchSpec:
+    """The bucket of the longest pairs: each bucket's length compiles once, and the
+    longest holds the most tokens per row."""
+    length = bucket_lengths(max(self.max_source_len, self.max_target_len))[-1]
+    rows = rows_per_batch(length, self.max_tokens, feed.rows_multiple)
+    return {"source": ((rows, length), np.int32), "target": ((rows, length), np.int32),
+            "weight": ((rows,), np.float32), "index": ((rows,), np.int32)}
+
+  def provenance(self) -> dict:
+    return read_meta(self.folder)
+
+  def tokenizer(self) -> SentencePieceTokenizer:
+    return load_tokenizer(self.folder)
+
+  def raw_sentences(self, split: str, side: str) -> list[str]:
+    return raw_sentences(self.folder, split, side)

@@ -30,11 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from luna_jax import platform, registry
-from luna_jax.training import config as config_lib
+from luna_jax.training import model_config
 from luna_jax.training import flops as flops_lib
 from luna_jax.training import topology as topology_lib
 from luna_jax.training.loop import Trainer
 from luna_jax.training.run import Run
+from luna_jax.training.workloads import workload_of
 
 REPORT_FILE = "compile_report.json"
 
@@ -96,26 +97,9 @@ def compile_programs(trainer: Trainer, train_only: bool = False) -> list[Program
   index = jax.ShapeDtypeStruct((), jnp.int32, sharding=trainer.replicated)
   programs.append(_compile("eval_step", trainer.eval_step, (state.params, batch, index),
                            chips))
-  if run.task.name == "translation":
-    from luna_jax.training import translation_eval
-
-    source = batch["source"]
-    max_len = translation_eval.generation_length(run.config, source.shape[1])
-    generate = translation_eval.generator(run)
-    jitted = _Bound(generate, max_len)
-    programs.append(_compile("generate", jitted, (state.params, source), chips,
-                             count_fn=lambda p, s: generate(p, s, max_len)))
+  for name, fn, args in run.workload.extra_programs(trainer, batch):
+    programs.append(_compile(name, jax.jit(fn), args, chips, count_fn=fn))
   return programs
-
-
-class _Bound:
-  """A jitted function with its last (static) argument fixed, lowered like the others."""
-
-  def __init__(self, jitted, last):
-    self.jitted, self.last = jitted, last
-
-  def lower(self, *args):
-    return self.jitted.lower(*args, self.last)
 
 
 def attention_path(config) -> str:
@@ -125,24 +109,12 @@ def attention_path(config) -> str:
   spec = registry.get_mixer(m.name)
   if spec.softmax_path is None:
     return f"none ({m.name} has no softmax self-attention)"
-  settings = config_lib.mixer_settings(config)
-  dtype = config_lib.DTYPES[m.dtype]
+  settings = model_config.mixer_settings(config)
+  dtype = model_config.DTYPES[m.dtype]
   head_dim = m.d_model // m.num_heads
   train = spec.softmax_path(settings, "tpu", m.attention_dropout > 0, dtype, head_dim)
   evaluate = spec.softmax_path(settings, "tpu", False, dtype, head_dim)
   return train if train == evaluate else f"{train} (training), {evaluate} (evaluation)"
-
-
-def translation_task_for(config):
-  """A translation config's task from config.translation.vocab_size when its data is not
-  prepared here (the vocabulary size is all the programs need); None otherwise."""
-  if config.task != "translation":
-    return None
-  from luna_jax.data import translation
-
-  if translation.is_prepared(config.translation_dir):
-    return None
-  return translation.task_of_size(config.translation.vocab_size)
 
 
 def _x64(enabled: bool):
@@ -161,8 +133,7 @@ def measure(config, topology: topology_lib.Topology, devices=None, train_only: b
   start = time.perf_counter()
   devices = topology.devices() if devices is None else devices
   with platform.compiling_for("tpu"), _x64(False):
-    run = Run.create(config, workdir, devices=devices,
-                     task=translation_task_for(config))
+    run = Run.create(config, workdir, devices=devices, compile_only=True)
     trainer = Trainer(run)
     programs = compile_programs(trainer, train_only)
   return run, trainer, programs, time.perf_counter() - start
@@ -177,7 +148,8 @@ def _candidates(config, chips: int):
     changes["model.remat"] = True
     yield dict(changes)
   accum = config.optimizer.grad_accum_steps
-  while config.task != "translation" and config.batch_size % (chips * accum * 2) == 0:
+  rows = workload_of(config).uses_rows  # token batches split by their own max_tokens
+  while rows and config.batch_size % (chips * accum * 2) == 0:
     accum *= 2
     changes["optimizer.grad_accum_steps"] = accum
     yield dict(changes)
@@ -251,7 +223,7 @@ def report(config, topology_name: str, num_slices: int = 1, workdir=None,
       "compiled_as": f"process 0 of {topology.hosts}",
       "task": c.task, "mechanism": c.model.name,
       "objective": "+".join(filter(None, (config.pretrain.objective, c.objective))),
-      "max_len": c.max_len if c.task != "translation" else None,
+      "max_len": c.max_len if run.workload.uses_rows else None,
       "batch_spec": {k: list(shape) for k, (shape, _) in spec.items()},
       "examples_per_chip": next(iter(spec.values()))[0][0] // topology.chips,
       "grad_accum_steps": c.optimizer.grad_accum_steps, "dtype": c.model.dtype,

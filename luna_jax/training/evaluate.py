@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
-import ml_collections
 
-from luna_jax import errors
 
 from luna_jax.training.loop import Trainer
-from luna_jax.training.run import CONFIG_FILE, Run, workdir_path
-
-
-def load_config(workdir) -> ml_collections.ConfigDict:
-  """The config.json a train.py run wrote into its workdir."""
-  path = workdir_path(workdir) / CONFIG_FILE
-  if not path.is_file():
-    raise errors.WorkdirError(f"{path} not found: is {workdir} a train.py workdir?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+from luna_jax.training.run import Run, load_config
 
 
 def load_run(workdir, data_dir: Optional[str] = None,

@@ -1,6 +1,6 @@
 """Starting a run from another workdir's pre-trained weights (`--config.init_from=W`).
 
-The embeddings and the encoder (`model.SHARED_PARAMS`) of W's best checkpoint replace the
+The embeddings and the encoder (`models.embeddings.SHARED_PARAMS`) of W's best checkpoint replace the
 freshly initialised ones; everything else (the classifier head) keeps its initialisation.
 A language model's token embedding has one row more than the task's vocabulary (its
 [MASK] id, the last), which is left out. Any other difference of structure or shape is an
@@ -9,13 +9,13 @@ error naming the first parameter that differs and the architecture W was trained
 
 from __future__ import annotations
 
-import json
-import pathlib
-
 import jax
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.models.embeddings import SHARED_PARAMS
+from luna_jax.training.checkpoint import Checkpointer
+from luna_jax.training.run import CONFIG_FILE, Run, load_config, workdir_path
 
 
 def _flat(tree) -> dict[str, object]:
@@ -32,48 +32,38 @@ def _architecture(config) -> str:
 
 def load_pretrained(workdir, target_params) -> tuple[dict, str]:
   """(target_params with W's embeddings and encoder, a description of what was loaded)."""
-  from luna_jax.training import config as config_lib
-  from luna_jax.training.checkpoint import Checkpointer
-  from luna_jax.training.run import CONFIG_FILE, workdir_path
-
-  source = workdir_path(workdir)
-  config_path = source / CONFIG_FILE
-  if not config_path.is_file():
-    raise FileNotFoundError(f"init_from={workdir}: {config_path} not found; init_from must "
-                            "be the workdir of a finished train.py run.")
-  import ml_collections
-
-  src_config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  src_model = config_lib.build_model(src_config)
-  task = config_lib.task_of(src_config)
-  pair_inputs = task.pair and src_config.objective == "classify"
-  shape = (1, 2, src_config.max_len) if pair_inputs else (1, src_config.max_len)
-  shapes = jax.eval_shape(
-      lambda: src_model.init(jax.random.PRNGKey(0), np.zeros(shape, np.int32))["params"])
+  path = workdir_path(workdir) / CONFIG_FILE
+  if not path.is_file():
+    raise errors.WorkdirError(f"init_from={workdir}: {path} not found; init_from must be "
+                              "the workdir of a finished train.py run.")
+  config = load_config(workdir)
+  source = Run.create(config, workdir, devices=jax.local_devices()[:1])
+  shapes = jax.eval_shape(lambda: source.model.init(jax.random.PRNGKey(0),
+                                                     *source.example_inputs())["params"])
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # host copies
   abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), shapes)
-  ckpt_dir = pathlib.Path(source) / "checkpoints"
-  with Checkpointer(ckpt_dir, keep=1) as ckpt:
+  with Checkpointer(source.checkpoint_dir, keep=1) as ckpt:
     step = ckpt.best_step()
     if step is None:
-      raise FileNotFoundError(f"init_from={workdir}: no best checkpoint in {ckpt.best_dir}; "
-                              "the pre-training run has not validated yet.")
+      raise errors.WorkdirError(f"init_from={workdir}: no best checkpoint in "
+                                f"{ckpt.best_dir}; the pre-training run has not validated "
+                                "yet.")
     src_params, _ = ckpt.restore_best(abstract)
   params = dict(target_params)
   for name in SHARED_PARAMS:
     if name not in src_params or name not in params:
-      raise ValueError(f"init_from={workdir}: its checkpoint has no {name!r} parameters to "
-                       "start this model from.")
+      raise errors.ConfigError(f"init_from={workdir}: its checkpoint has no {name!r} "
+                               "parameters to start this model from.")
     got = src_params[name]
     if name == "token_embed":
-      got = _fit_embedding(got, params[name], workdir)
-    _check_same(name, got, params[name], workdir, src_config)
+      got = _fit_embedding(got, params[name])
+    _check_same(name, got, params[name], workdir, config)
     params[name] = jax.tree.map(lambda a, b: np.asarray(a, b.dtype), got, params[name])
-  return params, f"{', '.join(SHARED_PARAMS)} of {source} (best checkpoint, step {step})"
+  return params, f"{', '.join(SHARED_PARAMS)} of {source.workdir} (best checkpoint, step {step})"
 
 
-def _fit_embedding(src, target, workdir):
+def _fit_embedding(src, target):
   rows_src, rows_target = src["embedding"].shape[0], target["embedding"].shape[0]
   if rows_src == rows_target + 1:  # a language model's [MASK] row
     return {"embedding": src["embedding"][:rows_target]}
@@ -94,6 +84,6 @@ def _check_same(name, src, target, workdir, src_config) -> None:
                    f"{tuple(b[key].shape)} here")
         break
   if problem:
-    raise ValueError(f"init_from={workdir} does not match this config: {problem}. It was "
+    raise errors.ConfigError(f"init_from={workdir} does not match this config: {problem}. It was "
                      f"trained with {_architecture(src_config)}; fine-tune with the same "
                      "model settings and max_len.")

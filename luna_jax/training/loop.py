@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from luna_jax import data, errors
+from luna_jax import errors
 from luna_jax.platform import current_platform
 from luna_jax.training import config as config_lib
-from luna_jax.training import objectives
+from luna_jax.training.workloads import workload_of
 from luna_jax.training.checkpoint import Checkpointer
 from luna_jax.training.init_from import load_pretrained
 from luna_jax.training.metrics import MetricWriter, Progress
@@ -33,35 +33,6 @@ from luna_jax.training.steps import (create_state, make_eval_step, make_train_st
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):
   """The loss became NaN or Inf; the last good checkpoint is left in place."""
-
-
-def ensure_data(config, task) -> None:
-  """Generates a generated task (ListOps, Pathfinder) on first use, as config.
-  generate_examples says; any other missing task stops with the prepare command."""
-  if task.name in ("corpus", "translation"):
-    return  # read_meta has already checked the folder (Run.create)
-  generate = config.generate_examples
-  if generate < 0:
-    generate = task.generator.official_sizes["train"] if task.generator else 0
-  data.ensure_prepared(
-      task, config.data_dir, generate=generate,
-      num_eval_examples=config.generate_eval_examples or None, progress=config.progress_bar,
-      lead=jax.process_index() == 0, barrier=lambda: _sync("data_generated"))
-
-
-def ensure_translation_data(config) -> None:
-  """Generates the offline translation task into translation_dir on first use when
-  translation.generate > 0 (before the config is validated: its vocabulary comes from
-  the SentencePiece model trained here)."""
-  t = config.translation
-  if config.task != "translation" or not t.generate or not config.translation_dir:
-    return
-  from luna_jax.data import translation
-
-  if jax.process_index() == 0 and not translation.is_prepared(config.translation_dir):
-    translation.generate_and_prepare(config.translation_dir, t.generate, t.generate_eval,
-                                     t.vocab_size, config.seed)
-  _sync("translation_generated")
 
 
 def _sync(name: str) -> None:
@@ -82,7 +53,7 @@ class Trainer:
   def __init__(self, run: Run):
     self.run = run
     config = run.config
-    self.objective = objectives.for_config(config, run.task)
+    self.objective = run.objective()
     self.tx = make_optimizer(config.optimizer, config.num_train_steps)
     self.schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
     self.replicated = NamedSharding(run.mesh, P())
@@ -121,7 +92,7 @@ class Trainer:
                validation: bool = False) -> dict:
     """The objective's metrics over a split (or its first batches): accuracy, loss and
     the majority-class rate for classification; token accuracy, loss and perplexity for
-    language and translation models, and BLEU for translation."""
+    language and translation models; and the workload's own (translation: BLEU)."""
     totals = None
     for i, batch in enumerate(self.run.dataset(split, num_epochs=1, shuffle=False)):
       if max_batches and i >= max_batches:
@@ -129,7 +100,7 @@ class Trainer:
       sums = self.eval_step(params, self.to_global(batch), jnp.asarray(i, jnp.int32))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     metrics = self.objective.summarize(jax.tree.map(np.asarray, jax.device_get(totals)))
-    metrics.update(self.objective.extra_metrics(self, params, split, validation))
+    metrics.update(self.run.workload.extra_metrics(self, params, split, validation))
     return metrics
 
   def improved(self, metrics: dict, best: dict) -> bool:
@@ -162,9 +133,9 @@ def train_and_evaluate(config, workdir, *,
     return pretrain_then_finetune(config, workdir, train_and_evaluate,
                                   step_callback=step_callback)
   start_time = time.time()
-  ensure_translation_data(config)
+  workload_of(config).prepare_vocabulary(config, _sync)
   run = Run.create(config, workdir)
-  ensure_data(run.config, run.task)
+  run.workload.prepare_data(run, _sync)
   trainer = Trainer(run)
   if run.lead:
     run.workdir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +148,7 @@ def train_and_evaluate(config, workdir, *,
   summary.update(extra_summary or {})
   if run.lead:
     run.summary_path.write_text(json.dumps(summary, indent=2))
-    print(f"\n{describe_summary(summary)}", flush=True)
+    print(f"\n{run.workload.summary_line(summary, trainer.objective)}", flush=True)
   return summary
 
 
@@ -270,43 +241,13 @@ def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, ste
     params, used = state.params, f"the final state (step {step})"
   test = trainer.evaluate(params, "test")
   writer.write(step, "test", test)
-  if run.task.name == "translation":  # how many pairs did not fit the model
-    test["truncated_pairs"] = {s: run.translation_pairs(s).truncated
-                               for s in ("train", "validation", "test")}
   return {
-      "task": config.task, "mechanism": config.model.name, "objective": config.objective,
-      "steps": step, f"best_val_{select}": best[f"val_{select}"], "best_step": best["step"],
+      "task": config.task, "workload": run.workload.name, "mechanism": config.model.name,
+      "objective": config.objective, "steps": step,
+      f"best_val_{select}": best[f"val_{select}"], "best_step": best["step"],
       **{f"test_{k}": v for k, v in test.items()}, "checkpoint_used": used,
-      **({"copy_bleu": test["copy_bleu"]} if "copy_bleu" in test else {}),
+      **run.workload.summary_extras(run, test),
       "wall_time_s": time.time() - start_time,
-      # Official or generated data, and which: recorded by `prepare`.
-      "data_provenance": _provenance(run),
+      # Official or generated data, and which (recorded when it was prepared).
+      "data_provenance": run.source.provenance(),
   }
-
-
-def _provenance(run: Run):
-  if run.task.name == "translation":
-    from luna_jax.data.translation import read_meta
-
-    return read_meta(run.config.translation_dir)
-  if run.task.name == "corpus":
-    from luna_jax.data.corpus import read_meta
-
-    return read_meta(run.config.corpus_dir)
-  return data.read_provenance(run.task, run.data_dir) or data.describe_provenance(None)
-
-
-def describe_summary(summary: dict) -> str:
-  """The summary's closing line."""
-  if summary.get("objective") == "seq2seq":
-    return (f"Test BLEU {summary['test_bleu']:.2f} (copying the source: "
-            f"{summary['copy_bleu']:.2f}; perplexity {summary['test_perplexity']:.3f}) "
-            f"with {summary['checkpoint_used']}; wall time {summary['wall_time_s']:.0f} s.")
-  if summary.get("objective", "classify") == "classify":
-    return (f"Test accuracy {summary['test_accuracy']:.4f} with "
-            f"{summary['checkpoint_used']}; majority class "
-            f"{summary['test_majority_rate']:.4f}; best validation accuracy "
-            f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.")
-  return (f"Test perplexity {summary['test_perplexity']:.3f} (loss {summary['test_loss']:.4f},"
-          f" token accuracy {summary['test_accuracy']:.4f}, {summary['objective']}) with "
-          f"{summary['checkpoint_used']}; wall time {summary['wall_time_s']:.0f} s.")

@@ -1,6 +1,6 @@
 """What a run optimises: classification (the LRA tasks), masked or causal language
 modelling (pre-training), translation. The loop, steps and checkpoints know only this
-interface.
+interface; a workload (`workloads`) chooses its objective.
 
 An objective turns (model, params, batch, key) into metric sums over a batch: the loss
 summed over predicted items ("loss_sum"), the correct predictions ("correct") and the
@@ -20,9 +20,6 @@ import optax
 from luna_jax import losses
 from luna_jax.models import language_model as lm
 
-OBJECTIVES = ("classify", "mlm", "clm", "seq2seq")
-
-
 def _sums(logits, labels, weights) -> dict:
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
@@ -39,17 +36,8 @@ def _documents(batch: dict) -> tuple[jax.Array, jax.Array]:
   return tokens, weight
 
 
-class _NoGeneration:
-  """Objectives whose metrics are all sums over batches."""
-
-  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
-    """Metrics beyond the sums (translation: BLEU of generated output); none here."""
-    del trainer, params, split, validation
-    return {}
-
-
 @dataclasses.dataclass(frozen=True)
-class Classification(_NoGeneration):
+class Classification:
   """Cross-entropy of the label; the best checkpoint has the highest validation accuracy."""
 
   num_classes: int
@@ -74,9 +62,16 @@ class Classification(_NoGeneration):
             "majority_rate": float(max(totals["label_counts"])) / count,
             "examples": float(totals["count"])}
 
+  @staticmethod
+  def summary_line(summary: dict) -> str:
+    return (f"Test accuracy {summary['test_accuracy']:.4f} with "
+            f"{summary['checkpoint_used']}; majority class "
+            f"{summary['test_majority_rate']:.4f}; best validation accuracy "
+            f"{summary['best_val_accuracy']:.4f}; wall time {summary['wall_time_s']:.0f} s.")
+
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModelling(_NoGeneration):
+class LanguageModelling:
   """Masked ("mlm") or causal ("clm") language modelling of the inputs; labels unused.
   Loss and accuracy are over predicted tokens; the best checkpoint has the lowest
   validation loss. Training masks come from the step's key (so a resumed run draws the
@@ -88,6 +83,13 @@ class LanguageModelling(_NoGeneration):
   rates: lm.MaskingRates = lm.MaskingRates()
   select: str = "loss"
   higher_is_better: bool = False
+
+  @classmethod
+  def of(cls, name: str, vocab, mlm) -> LanguageModelling:
+    """The objective `name` over a vocabulary's content ids, with the config's `mlm`
+    block's masking rates."""
+    return cls(name=name, num_tokens=vocab.num_tokens, mask_token=lm.mask_id(vocab.size),
+               rates=lm.MaskingRates(mlm.mask_rate, mlm.mask_fraction, mlm.random_fraction))
 
   def sums(self, model, params, batch, key, train: bool) -> dict:
     tokens, doc_weight = _documents(batch)
@@ -115,13 +117,20 @@ class LanguageModelling(_NoGeneration):
             "perplexity": math.exp(min(loss, 700.0)), "tokens": float(totals["count"]),
             "examples": float(totals["documents"])}
 
+  @staticmethod
+  def summary_line(summary: dict) -> str:
+    return (f"Test perplexity {summary['test_perplexity']:.3f} (loss "
+            f"{summary['test_loss']:.4f}, token accuracy {summary['test_accuracy']:.4f}, "
+            f"{summary['objective']}) with {summary['checkpoint_used']}; wall time "
+            f"{summary['wall_time_s']:.0f} s.")
+
 
 @dataclasses.dataclass(frozen=True)
 class Translation:
   """Label-smoothed cross-entropy of the target tokens given the source (teacher forced:
   the decoder reads BOS y_1 .. y_{T-1}); loss, accuracy and perplexity (of the plain
   NLL) over target tokens, EOS included. BLEU of generated translations comes from
-  `extra_metrics`. The best checkpoint has the lowest validation loss, or the highest
+  the translation workload. The best checkpoint has the lowest validation loss, or the highest
   validation BLEU (select="bleu")."""
 
   bos_id: int
@@ -150,16 +159,6 @@ class Translation:
       sums["sentences"] = jnp.sum(batch["weight"])
     return sums
 
-  def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
-    """BLEU of the generated translations (validation: of the first
-    translation.val_bleu_sentences pairs; none when it is -1)."""
-    from luna_jax.training import translation_eval
-
-    limit = trainer.run.config.translation.val_bleu_sentences if validation else 0
-    if limit < 0:
-      return {}
-    return translation_eval.bleu_metrics(trainer, params, split, limit)
-
   def summarize(self, totals: dict) -> dict:
     count = max(float(totals["count"]), 1.0)
     nll = float(totals["nll_sum"]) / count
@@ -168,17 +167,8 @@ class Translation:
             "perplexity": math.exp(min(nll, 700.0)), "tokens": float(totals["count"]),
             "examples": float(totals["sentences"])}
 
-
-def for_config(config, task):
-  """The objective `config.objective` names, for `task`."""
-  if config.objective == "classify":
-    return Classification(task.num_classes)
-  if config.objective == "seq2seq":
-    t = config.translation
-    return Translation(bos_id=task.vocab.cls_id, label_smoothing=t.label_smoothing,
-                       select=t.select)
-  m = config.mlm
-  return LanguageModelling(
-      name=config.objective, num_tokens=task.vocab.num_tokens,
-      mask_token=lm.mask_id(task.vocab.size),
-      rates=lm.MaskingRates(m.mask_rate, m.mask_fraction, m.random_fraction))
+  @staticmethod
+  def summary_line(summary: dict) -> str:
+    return (f"Test BLEU {summary['test_bleu']:.2f} (copying the source: "
+            f"{summary['copy_bleu']:.2f}; perplexity {summary['test_perplexity']:.3f}) "
+            f"with {summary['checkpoint_used']}; wall time {summary['wall_time_s']:.0f} s.")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from luna_jax import errors
 from luna_jax.data import translation
 from luna_jax.training import translation_eval
+from luna_jax.training.workloads.translation import Translation
 
 
 def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
@@ -14,9 +16,12 @@ def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
   model's max_source_len). Sentences are sorted by length and batched in the lengths of
   the training buckets, so few shapes compile."""
   run = trainer.run
+  if not isinstance(run.workload, Translation):
+    raise errors.ConfigError(f"{run.workdir} holds a {run.config.objective} run "
+                             f"(task={run.config.task}), not a translation model.")
   t = run.config.translation
-  tokenizer = translation.load_tokenizer(run.config.translation_dir)
-  eos = run.task.vocab.eos_id
+  tokenizer = run.source.tokenizer()
+  eos = run.source.vocab.eos_id
   pieces = [tokenizer.encode(s) for s in sentences]
   truncated = sum(len(ids) + 1 > t.max_source_len for ids in pieces)
   encoded = [np.append(ids[:t.max_source_len - 1], eos) for ids in pieces]

@@ -31,7 +31,7 @@ def generator(run):
   t = run.config.translation
   key = (id(run.model), t.beam_size, float(t.length_penalty))
   if key not in _GENERATORS:
-    model, vocab = run.model, run.task.vocab
+    model, vocab = run.model, run.source.vocab
 
     def generate(params, source_BxS, max_len):
       return seq2seq.generate(model, params, source_BxS, max_len=max_len,
@@ -55,7 +55,7 @@ def translate_split(run, params, split: str, limit: int = 0, to_global=None) -> 
   """{pair index: generated token ids (up to EOS, excluded)} for the split's pairs
   (the first `limit` of them; 0: all). to_global: batch dict -> global arrays."""
   generate = generator(run)
-  eos = run.task.vocab.eos_id
+  eos = run.source.vocab.eos_id
   out = {}
   for batch in run.dataset(split, num_epochs=1, shuffle=False):
     if limit and not np.any((batch["index"] >= 0) & (batch["index"] < limit)):
@@ -78,15 +78,12 @@ def bleu_metrics(trainer, params, split: str, limit: int = 0) -> dict:
   """{"bleu", "copy_bleu", "bleu_sentences"} on the split (its first `limit` pairs)."""
   import sacrebleu
 
-  from luna_jax.data import translation
-
   run = trainer.run
-  folder = run.config.translation_dir
   hypotheses = translate_split(run, params, split, limit, trainer.to_global)
-  tokenizer = translation.load_tokenizer(folder)
+  tokenizer = run.source.tokenizer()
   order = sorted(hypotheses)
-  refs = translation.raw_sentences(folder, split, "target")
-  sources = translation.raw_sentences(folder, split, "source")
+  refs = run.source.raw_sentences(split, "target")
+  sources = run.source.raw_sentences(split, "source")
   hyps = [tokenizer.decode(hypotheses[i]) for i in order]
   chosen_refs = [refs[i] for i in order]
   return {"bleu": sacrebleu.corpus_bleu(hyps, [chosen_refs]).score,
