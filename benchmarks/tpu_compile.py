@@ -27,7 +27,7 @@ MIXERS = ("luna", "transformer", "linformer", "lightconv", "dynamicconv")
 
 
 def entries() -> list[tuple[str, str, str, list[str]]]:
-  """(slice, label, config, overrides) of every compile the README's table reports."""
+  """(slice, label, config, overrides) of every compile docs/tpu.md's table reports."""
   out = []
   for task in LRA:  # every LRA task with Luna-16 (the configs' default) and the Transformer
     for mixer in ("luna", "transformer"):

@@ -8,14 +8,14 @@ Full run (Luna-16; add --config.model.luna.proj_len=128 or 256 for Luna-128/256)
 CPU variant (the README's main job; generates ListOps on first use, no download):
     python train.py --config configs/lra_listops.py:cpu
   Measured: test accuracy 0.330 against a majority-class rate of 0.178, 1 min 35 s on a
-  2-core CPU, generating the data included (the README gives the run).
+  2-core CPU, generating the data included (docs/lra.md gives the run).
 
 Self-pre-trained CPU variant (500 MLM steps on the training inputs, then the cpu variant's
 500 steps from that encoder):
     python train.py --config configs/lra_listops.py:cpu_spt --workdir runs/listops_spt
   Measured (on the data of the earlier, sequential ListOps generator, with BERT init):
   masked-token test perplexity 11.98, then test accuracy 0.182 (the majority class) in
-  2 min 45 s: at this budget pre-training does not help (see the README).
+  2 min 45 s: at this budget pre-training does not help (see docs/pretraining.md).
 """
 
 from luna_jax.training.config import base_config

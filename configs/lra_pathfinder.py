@@ -15,7 +15,7 @@ in ~/lra_data_cpu on first use, on every core; no other command):
     python train.py --config configs/lra_pathfinder.py:cpu --workdir runs/pathfinder_cpu
   Measured: test accuracy 0.536 against a majority-class rate of 0.508 (1 min 21 s, the
   data already generated). This does not learn the task: the issue's target of 0.60 in
-  10 minutes was not reached (see the README's LRA data section for what was tried).
+  10 minutes was not reached (see docs/lra.md for what was tried).
   Even a plain CNN stays at chance on 40,000 easy images for 400 s here
   (benchmarks/pathfinder_cnn_probe.py): 10 minutes of this machine end inside the
   task's plateau.

@@ -31,7 +31,7 @@ CPU variant (offline: generates a reordering task, data/toy_translation.py, in
     python train.py --config configs/wmt14_en_de.py:cpu --workdir runs/translation_cpu
   Writes test_bleu and copy_bleu to summary.json. Measured on the 2-core CPU: test BLEU
   96.58 against a copy BLEU of 0.08 (test perplexity 1.148), in 1 min 49 s including
-  generating and preparing the data; the README compares the other mixers.
+  generating and preparing the data; docs/translation.md compares the other mixers.
 """
 
 from luna_jax.training.config import base_config

@@ -1,10 +1,31 @@
 """luna-jax: linear-cost sequence mixers (Luna, Linformer, light/dynamic convolution) in
 JAX/Flax, with a softmax Transformer baseline, for the Long Range Arena.
 
-Layout: `luna_jax.mixers` holds one module per mixer (its attention, encoder layer,
-settings, check and `register_mixer` line); `layers` is the base every mixer's layer
-builds on; `registry` maps names to mixers; `encoder` stacks any of them; `models` holds
-the LRA classifier, the language model that pre-trains it and the translation model.
+What it holds:
+  mixers/            one module per mixer (its attention, encoder layer, settings, check and
+                     `register_mixer` line): Luna (bidirectional and causal attention),
+                     the softmax baseline, Linformer, lightweight and dynamic convolution
+  layers             the base every mixer's layer builds on: shared fields, residual, FFN
+  registry           mechanism name -> `MixerSpec` (layer, settings, check, derivations)
+  encoder            the encoder stack, for any registered mixer
+  common             the references' numerics: erf GELU, LayerNorm eps and two-pass
+                     variance, initialisers, masking
+  chunked_attention  exact O(n)-memory softmax attention (online softmax, custom VJP)
+  decoding           greedy and beam search over decoding caches (one lax.while_loop)
+  losses             label-smoothed cross-entropy
+  platform           the platform a trace targets (the default backend, or a TPU slice
+                     compiled for from a CPU host)
+  models/            the LRA classifier (embeddings, encoder, pooling, two-tower pairs),
+                     the masked or causal language model on the same embeddings and encoder
+                     (BERT masking, next-token targets), the encoder-decoder translation
+                     model and its generation
+  data/              the LRA tasks, text corpora and parallel text: preparing and reading
+  training/          configs, the kinds of run (workloads), the training loop,
+                     evaluation, compile-only runs for TPU
+  cli, errors        the command-line tools' entry point; the mistakes a user can fix
+  demo               a first look: every mixer on random data
+The commands are train.py, eval.py and translate.py at the repository root, and
+`python -m luna_jax.data`.
 
 Shape letters, used in every tensor name (x_BxNxD is a (batch, length, width) array):
 

@@ -4,6 +4,26 @@
     python -m luna_jax.data prepare TASK --data_dir DIR   # see build.py
 
 Reading never imports the build code; `prepare` loads it on first use.
+
+  tasks                one Task record per LRA task (`register_task`): vocabulary, splits,
+                       release files, generator, archive
+  source               the contract of a run's data source (vocab, batches, batch_spec,
+                       provenance)
+  prepared, pipeline   the read path: a prepared dataset -> grain batches (no build code,
+                       no TensorFlow); `TaskSource`, an LRA task as a run's data source
+  build, builders      the build path: `prepare` and the tfds builders
+  readers              readers of the official formats, with file-and-line errors
+  vocab                the fixed vocabularies (0 is padding everywhere)
+  the generators       ListOps, and Pathfinder / Path-X (drawing as the original does), run
+                       on every core in order (`parallel`)
+  text                 the tokenisers and folder records corpora and parallel text share
+  corpus               text corpora for language modelling: reading, tokenising, rows,
+                       `CorpusSource`
+  translation          parallel text: preparing, pairs, token batches from length buckets,
+                       `ParallelSource`
+  toy_translation      the generated reordering task of the offline translation runs
+  __main__             `python -m luna_jax.data prepare | prepare_corpus |
+                       prepare_translation`
 """
 
 import importlib
