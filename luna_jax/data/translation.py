@@ -28,6 +28,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from luna_jax import errors
+from luna_jax.data import toy_translation
 from luna_jax.data import vocab as vocab_lib
 from luna_jax.data.source import BatchSpec, Feed
 from luna_jax.data.text import SentencePieceTokenizer, read_folder_record
@@ -127,8 +128,6 @@ def generate_and_prepare(folder, num_train: int, num_eval: int, vocab_size: int,
                          seed: int = 0) -> dict:
   """The offline reordering task (`toy_translation`) written to FOLDER/raw and prepared
   into FOLDER."""
-  from luna_jax.data import toy_translation
-
   raw = toy_translation.write_parallel_text(
       pathlib.Path(folder).expanduser() / "raw",
       {"train": num_train, "valid": num_eval, "test": num_eval}, seed=seed)

@@ -34,6 +34,7 @@ from luna_jax.training import model_config
 from luna_jax.training import flops as flops_lib
 from luna_jax.training import topology as topology_lib
 from luna_jax.training.loop import Trainer
+from luna_jax.training.pretrain import finetuning_config, pretraining_config
 from luna_jax.training.run import Run
 from luna_jax.training.workloads import workload_of
 
@@ -188,8 +189,6 @@ def stages(config) -> list[tuple[str, object]]:
   config.pretrain.objective, the pre-training ("pretrain/") and the fine-tuning stage."""
   if not config.pretrain.objective:
     return [("", config)]
-  from luna_jax.training.pretrain import finetuning_config, pretraining_config
-
   return [("pretrain/", pretraining_config(config)),
           ("", finetuning_config(config, "pretrain"))]
 

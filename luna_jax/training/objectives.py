@@ -19,6 +19,7 @@ import optax
 
 from luna_jax import losses
 from luna_jax.models import language_model as lm
+from luna_jax.models.seq2seq import shift_right
 
 def _sums(logits, labels, weights) -> dict:
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -143,8 +144,6 @@ class Translation:
     return self.select == "bleu"
 
   def sums(self, model, params, batch, key, train: bool) -> dict:
-    from luna_jax.models.seq2seq import shift_right
-
     target = batch["target"]
     rngs = {"dropout": key} if train else {}
     logits = model.apply({"params": params}, batch["source"], shift_right(target, self.bos_id),
