@@ -20,8 +20,9 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from luna_jax import common, registry
+from luna_jax import common
 from luna_jax.layers import CrossAttentionBase, LayerBase
+from luna_jax.mixers import spec
 from luna_jax.mixers.luna_attention import LunaAttention
 from luna_jax.mixers.luna_causal import LunaCausalAttention
 
@@ -118,7 +119,7 @@ class LunaEncoderLayer(LayerBase):
     return self.feed_forward_block(x.reshape(b * n, d), deterministic).reshape(b, n, d), p
 
 
-def check(settings: LunaSettings, run: registry.RunShape) -> None:
+def check(settings: LunaSettings, run: spec.RunShape) -> None:
   if settings.proj_len <= 0:
     raise ValueError(f"proj_len={settings.proj_len} must be positive.")
   if settings.p_style not in P_STYLES:
@@ -205,7 +206,7 @@ def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):
   return p_BxLxD, p_mask_BxL
 
 
-registry.register_mixer("luna", registry.MixerSpec(
+spec.register_mixer("luna", spec.MixerSpec(
     layer=LunaEncoderLayer, settings=LunaSettings, normalize_before=False, check=check,
     p_for_layer=p_for_layer, final_p=final_p, cross_attention=LunaCrossAttention,
     decoder_p=decoder_p,
