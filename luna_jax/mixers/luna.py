@@ -109,7 +109,8 @@ class LunaEncoderLayer(LayerBase):
           x_in, p_in, context_mask_BxM=mask_BxN, p_mask_BxL=p_mask_BxL,
           deterministic=deterministic)
 
-    x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, "x_norm", "p_norm", deterministic)
+    x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, x_norm="x_norm", p_norm="p_norm",
+                              deterministic=deterministic)
     # The feed-forward block on the (B * N, D) view where `common.rows_view()` says so:
     # the same LayerNorm, Dense and dropout (same masks), but XLA CPU then reads x and the
     # gradients in place for the weight gradients.
@@ -149,7 +150,7 @@ def _initial_p(encoder, settings: LunaSettings, batch: int, d: int, suffix: str,
 
 
 def p_for_layer(encoder, settings: LunaSettings, index: int, p_BxLxD: Optional[Array],
-                x_BxNxD: Array, mask_BxN: Array,
+                x_BxNxD: Array, mask_BxN: Array, *,
                 deterministic: bool) -> tuple[Array, Optional[Array]]:
   """Layer `index`'s P: a fresh one for the first layer (contextual) or for every layer,
   else the previous layer's; and the dynamic-projection mask of its rows."""

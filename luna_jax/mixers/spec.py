@@ -57,7 +57,7 @@ class MixerSpec:
     shared_modules: (encoder, settings) -> {layer field: module}, created once in the
       encoder's scope and handed to every layer, so their parameters are shared.
     p_for_layer: for mixers that thread a second sequence P beside X (Luna): (encoder,
-      settings, layer index, previous P or None, x_BxNxD, mask_BxN, deterministic) ->
+      settings, layer index, previous P or None, x_BxNxD, mask_BxN, *, deterministic) ->
       (P, p_mask_BxL or None) for that layer. It runs in the encoder's scope: parameters
       it creates are the encoder's. None: the layers get P = None.
     final_p: (encoder, settings, P) -> P after a pre-LN stack (its final LayerNorm);
