@@ -130,7 +130,7 @@ def chunked_attention(
   allowed_JxBxC = allowed_JxBxC.reshape(b, j_blocks, cols).transpose(1, 0, 2)
   visit_IxJ = _visit_table(cfg, allowed_BxM, allowed_JxBxC, i_blocks, j_blocks)
   key = dropout_key if cfg.rate > 0 else None
-  out_IxBxHxRxK = _attend(cfg, q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK, allowed_JxBxC,
+  out_IxBxHxRxK = _attend(cfg, (q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK), allowed_JxBxC,
                           visit_IxJ, key)
   out_BxNxHxK = out_IxBxHxRxK.transpose(1, 0, 3, 2, 4).reshape(b, i_blocks * rows, h, -1)
   return out_BxNxHxK[:, :n]
@@ -202,9 +202,10 @@ def _visit_table(cfg, allowed_BxM, allowed_JxBxC, i_blocks, j_blocks):
   return (jnp.asarray(needed_IxJ) & has_key_J[None, :]) | full_I[:, None]
 
 
-def _logits(cfg, i, j, q_BxHxRxK, k_BxHxCxK, allowed_BxC, stats):
+def _logits(cfg, i, j, q_BxHxRxK, k_BxHxCxK, allowed_BxC):
   """The block's masked logits in the statistics dtype and where they are allowed."""
-  s_BxHxRxC = jnp.einsum("bhrk,bhck->bhrc", q_BxHxRxK, k_BxHxCxK, preferred_element_type=stats)
+  s_BxHxRxC = jnp.einsum("bhrk,bhck->bhrc", q_BxHxRxK, k_BxHxCxK,
+                         preferred_element_type=common.softmax_dtype(q_BxHxRxK.dtype))
   allowed_Bx1xRxC = allowed_BxC[:, None, None, :]
   cols_C = j * cfg.cols + lax.iota(jnp.int32, cfg.cols)
   if cfg.causal:
@@ -216,7 +217,9 @@ def _logits(cfg, i, j, q_BxHxRxK, k_BxHxCxK, allowed_BxC, stats):
   return s_BxHxRxC, allowed_Bx1xRxC
 
 
-def _forward(cfg, q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK, allowed_JxBxC, visit_IxJ, key):
+def _forward(cfg, qkv, allowed_JxBxC, visit_IxJ, key):
+  """qkv: the blocked (queries, keys, values), one differentiable argument of `_attend`."""
+  q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK = qkv
   stats = common.softmax_dtype(q_IxBxHxRxK.dtype)
   _, b, h, rows, dk = q_IxBxHxRxK.shape
   j_blocks = k_JxBxHxCxK.shape[0]
@@ -227,7 +230,7 @@ def _forward(cfg, q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK, allowed_JxBxC, visit_Ix
     def key_block(j, carry):
       def visit(carry):
         acc_BxHxRxK, max_BxHxR, sum_BxHxR = carry
-        s_BxHxRxC, _ = _logits(cfg, i, j, q_BxHxRxK, k_JxBxHxCxK[j], allowed_JxBxC[j], stats)
+        s_BxHxRxC, _ = _logits(cfg, i, j, q_BxHxRxK, k_JxBxHxCxK[j], allowed_JxBxC[j])
         new_max_BxHxR = jnp.maximum(max_BxHxR, s_BxHxRxC.max(-1))
         rescale_BxHxR = jnp.exp(max_BxHxR - new_max_BxHxR)
         w_BxHxRxC = jnp.exp(s_BxHxRxC - new_max_BxHxR[..., None])
@@ -255,9 +258,9 @@ def _forward(cfg, q_IxBxHxRxK, k_JxBxHxCxK, v_JxBxHxCxK, allowed_JxBxC, visit_Ix
   return out, max_IxBxHxR, sum_IxBxHxR
 
 
-def _attend_fwd(cfg, q, k, v, allowed, visit, key):
-  out, max_IxBxHxR, sum_IxBxHxR = _forward(cfg, q, k, v, allowed, visit, key)
-  return out, (q, k, v, allowed, visit, key, out, max_IxBxHxR, sum_IxBxHxR)
+def _attend_fwd(cfg, qkv, allowed, visit, key):
+  out, max_IxBxHxR, sum_IxBxHxR = _forward(cfg, qkv, allowed, visit, key)
+  return out, (*qkv, allowed, visit, key, out, max_IxBxHxR, sum_IxBxHxR)
 
 
 def _attend_bwd(cfg, residuals, dout_IxBxHxRxK):
@@ -277,7 +280,7 @@ def _attend_bwd(cfg, residuals, dout_IxBxHxRxK):
       def visit(carry):
         dq_IxBxHxRxK, dk_BxHxCxK, dv_BxHxCxK = carry
         q_BxHxRxK, dout_BxHxRxK = q_IxBxHxRxK[i], dout_IxBxHxRxK[i]
-        s_BxHxRxC, allowed = _logits(cfg, i, j, q_BxHxRxK, k_BxHxCxK, allowed_BxC, stats)
+        s_BxHxRxC, allowed = _logits(cfg, i, j, q_BxHxRxK, k_BxHxCxK, allowed_BxC)
         p_BxHxRxC = (jnp.exp(s_BxHxRxC - max_IxBxHxR[i][..., None])
                      * inv_sum_IxBxHxR[i][..., None])
         dp_BxHxRxC = jnp.einsum("bhrk,bhck->bhrc", dout_BxHxRxK, v_BxHxCxK,
@@ -311,8 +314,8 @@ def _attend_bwd(cfg, residuals, dout_IxBxHxRxK):
   dq_IxBxHxRxK, (dk_JxBxHxCxK, dv_JxBxHxCxK) = lax.scan(
       key_block, jnp.zeros(q_IxBxHxRxK.shape, stats),
       (jnp.arange(j_blocks), k_JxBxHxCxK, v_JxBxHxCxK, allowed_JxBxC))
-  return (dq_IxBxHxRxK.astype(q_IxBxHxRxK.dtype), dk_JxBxHxCxK.astype(k_JxBxHxCxK.dtype),
-          dv_JxBxHxCxK.astype(v_JxBxHxCxK.dtype), None, None, None)
+  return ((dq_IxBxHxRxK.astype(q_IxBxHxRxK.dtype), dk_JxBxHxCxK.astype(k_JxBxHxCxK.dtype),
+           dv_JxBxHxCxK.astype(v_JxBxHxCxK.dtype)), None, None, None)
 
 
 _attend = jax.custom_vjp(lambda cfg, *args: _forward(cfg, *args)[0], nondiff_argnums=(0,))

@@ -116,23 +116,26 @@ class Encoder(nn.Module):
     p = p_mask_BxL = None
     for i in range(self.num_layers):
       if spec.p_for_layer is not None:
-        p, p_mask_BxL = spec.p_for_layer(self, settings, i, p, x, mask_BxN, deterministic)
+        p, p_mask_BxL = spec.p_for_layer(self, settings, i, p, x, mask_BxN,
+                                         deterministic=deterministic)
       layer = spec.layer(
           num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout, normalize_before=normalize_before,
           causal=self.causal, decode=self.decode, init_style=self.init_style,
-          ffn_activation=self.ffn_activation, dtype=self.dtype, param_dtype=self.param_dtype, name=f"layer_{i}",
+          ffn_activation=self.ffn_activation, dtype=self.dtype, param_dtype=self.param_dtype,
+          name=f"layer_{i}",
           **spec.fields_for_layer(settings, i), **shared,
       )
-      x, p = self._apply(layer, x, p, mask_BxN, p_mask_BxL, segments, deterministic)
+      x, p = self._apply(layer, x, p, mask_BxN, p_mask_BxL, segments=segments,
+                         deterministic=deterministic)
     if normalize_before:
       x = common.layer_norm("final_norm", self.dtype, self.param_dtype)(x)
       if spec.final_p is not None and p is not None:
         p = spec.final_p(self, settings, p)
     return x, p
 
-  def _apply(self, layer, x, p, mask_BxN, p_mask_BxL, segments, deterministic):
+  def _apply(self, layer, x, p, mask_BxN, p_mask_BxL, *, segments, deterministic):
     """layer(x, p, ...), through nn.remat when self.remat; `deterministic` is closed
     over, since remat traces every argument it is given."""
 

@@ -78,7 +78,7 @@ class LayerBase(nn.Module):
       return x + drop(sublayer(self.norm(norm_name)(x)), deterministic=deterministic)
     return self.norm(norm_name)(x + drop(sublayer(x), deterministic=deterministic))
 
-  def residual_pair(self, x: Array, y_x: Array, p: Array, y_p: Optional[Array],
+  def residual_pair(self, x: Array, y_x: Array, p: Array, y_p: Optional[Array], *,
                     x_norm: str, p_norm: str, deterministic: bool) -> tuple[Array, Array]:
     """The two-stream residual of Luna's blocks: x + Dropout(y_x), and p + Dropout(y_p)
     when the block updates P (y_p not None); in post-LN each is LayerNormed after its

@@ -132,6 +132,24 @@ def test_registration_is_undone():
     luna_jax.unregister_mixer("gated_mean")
 
 
+def test_the_default_cross_attention_is_the_registrys(gated_mean):
+  """A decoder asks the registry for its cross-attention and names no mixer: a mixer's own
+  (Luna's) or the default softmax one, which the Transformer's module registers once."""
+  from luna_jax import registry
+  from luna_jax.mixers.luna import LunaCrossAttention
+  from luna_jax.mixers.transformer import SoftmaxCrossAttention
+
+  assert registry.cross_attention("luna") is LunaCrossAttention
+  for name in ("transformer", "linformer", "lightconv", "dynamicconv", gated_mean):
+    assert registry.cross_attention(name) is SoftmaxCrossAttention, name
+  with pytest.raises(ValueError, match="already SoftmaxCrossAttention"):
+    registry.register_cross_attention(LunaCrossAttention)
+  with pytest.raises(TypeError, match="must subclass luna_jax.layers.CrossAttentionBase"):
+    registry.register_cross_attention(GatedMeanLayer)
+  with pytest.raises(ValueError, match="unknown mixer 'nope'"):
+    registry.cross_attention("nope")
+
+
 def test_every_mixer_block_is_made_from_its_settings():
   m = base_config().model
   for name in luna_jax.mixer_names():

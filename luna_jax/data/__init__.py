@@ -1,5 +1,6 @@
 """LRA data: one record per task (`tasks`), reading prepared datasets (`prepared`,
-`pipeline`) and building them (`build`, with the `builders`, readers and generators).
+`pipeline`) and building them (`build`, with the `builders`, readers and generators;
+`ensure` generates on first use).
 
     python -m luna_jax.data prepare TASK --data_dir DIR   # see build.py
 
@@ -28,8 +29,8 @@ Reading never imports the build code; `prepare` loads it on first use.
 
 import importlib
 
-from luna_jax.data.prepared import (data_source, describe_provenance, ensure_prepared,
-                                    is_prepared, read_provenance)
+from luna_jax.data.ensure import ensure_prepared
+from luna_jax.data.prepared import data_source, describe_provenance, is_prepared, read_provenance
 from luna_jax.data.readers import DataFormatError
 from luna_jax.data.tasks import Task, generated_sizes, get_task, register_task, task_names
 

@@ -2,7 +2,7 @@
 
 The read path: it opens the folder `prepare` wrote (dataset_info.json and ArrayRecord
 files) without the build code, and keeps one reader per split, so evaluating again
-reopens nothing. `ensure_prepared` imports the build code only to generate.
+reopens nothing. Generating on first use is `ensure`'s (the build side), not this module's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
-from typing import Callable, Optional
+from typing import Optional
 
 from luna_jax import errors
 from luna_jax.data.tasks import DATASET_VERSION, Task, get_task
@@ -92,43 +92,3 @@ def data_source(task: Task, split: str, data_dir):
     raise not_prepared_error(task, data_dir) from None
   return _reader(str(folder), task.splits[split], (info.st_ino, info.st_mtime_ns,
                                                    info.st_ctime_ns, info.st_size))
-
-
-def ensure_prepared(
-    task: Task | str,
-    data_dir,
-    *,
-    generate: int = 0,
-    num_eval_examples: Optional[int] = None,
-    seed: int = 0,
-    progress: bool = True,
-    lead: bool = True,
-    barrier: Optional[Callable[[], None]] = None,
-) -> pathlib.Path:
-  """The task's dataset folder, generated on first use if allowed; else the error with
-  the exact prepare command.
-
-  Args:
-    generate: training examples to generate when the task is not prepared and its
-      record has a generator (ListOps, Pathfinder); 0 never generates.
-    num_eval_examples: validation and test examples each (see `generated_sizes`).
-    lead: this process generates. With several processes on one shared data_dir,
-      pass True to one of them only.
-    barrier: called by every process after the lead's generation whenever `generate`
-      applies (prepared or not, so all processes call it alike), e.g. a multi-host sync.
-  """
-  task = _task(task)
-  data_dir = pathlib.Path(data_dir).expanduser()
-  if generate > 0 and task.generator is not None:
-    if lead and not is_prepared(task, data_dir):
-      print(f"{task.generator.title} is not prepared in {data_dir}: generating {generate} "
-            f"training examples (seed {seed}) ...", flush=True)
-      from luna_jax.data.build import prepare  # only generating needs the build code
-
-      prepare(task, data_dir, source="generate", num_examples=generate,
-              num_eval_examples=num_eval_examples, seed=seed, progress=progress)
-    if barrier is not None:
-      barrier()
-  if not is_prepared(task, data_dir):
-    raise not_prepared_error(task, data_dir)
-  return dataset_folder(task, data_dir)

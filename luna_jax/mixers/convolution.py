@@ -24,8 +24,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from luna_jax import common, registry
+from luna_jax import common
 from luna_jax.layers import LayerBase
+from luna_jax.mixers import spec
 
 Array = common.Array
 
@@ -221,7 +222,7 @@ class ConvSettings:
   band_max_len: int = 512  # auto: band up to this many steps, unfold beyond
 
 
-def check(settings: ConvSettings, run: registry.RunShape) -> None:
+def check(settings: ConvSettings, run: spec.RunShape) -> None:
   if settings.kernel_size:
     if settings.kernel_sizes != PAPER_KERNEL_SIZES:
       raise ValueError(f"kernel_size={settings.kernel_size} and kernel_sizes="
@@ -252,6 +253,6 @@ _SHARED = dict(settings=ConvSettings, normalize_before=False, check=check,
                layer_fields=layer_fields,
                no_segments_because="its kernels would need masking per position at "
                                    "document boundaries, which is not built yet.")
-registry.register_mixer("lightconv", registry.MixerSpec(layer=ConvEncoderLayer, **_SHARED))
-registry.register_mixer("dynamicconv", registry.MixerSpec(layer=DynamicConvEncoderLayer,
+spec.register_mixer("lightconv", spec.MixerSpec(layer=ConvEncoderLayer, **_SHARED))
+spec.register_mixer("dynamicconv", spec.MixerSpec(layer=DynamicConvEncoderLayer,
                                                           **_SHARED))

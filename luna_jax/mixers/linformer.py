@@ -24,8 +24,9 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from luna_jax import common, registry
+from luna_jax import common
 from luna_jax.layers import LayerBase
+from luna_jax.mixers import spec
 
 Array = common.Array
 
@@ -194,7 +195,7 @@ NEEDS_MAX_LEN = ("max_len is unset: Linformer needs max_len, the longest sequenc
                  "see (mixer_options={'max_len': ...}; a config derives it from max_len).")
 
 
-def check(settings: LinformerSettings, run: registry.RunShape) -> None:
+def check(settings: LinformerSettings, run: spec.RunShape) -> None:
   if settings.max_len is None:
     raise ValueError(NEEDS_MAX_LEN)
   if run.max_len is not None and settings.max_len < run.max_len:
@@ -217,7 +218,7 @@ def shared_modules(encoder, settings: LinformerSettings) -> dict:
       name="shared_projection")}
 
 
-registry.register_mixer("linformer", registry.MixerSpec(
+spec.register_mixer("linformer", spec.MixerSpec(
     layer=LinformerEncoderLayer, settings=LinformerSettings, normalize_before=True,
     derived={"max_len": lambda run: run.max_len}, check=check,
     shared_modules=shared_modules, not_causal_because=NOT_CAUSAL,

@@ -20,8 +20,9 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from luna_jax import common, registry
+from luna_jax import common
 from luna_jax.layers import CrossAttentionBase, LayerBase
+from luna_jax.mixers import spec
 from luna_jax.mixers.luna_attention import LunaAttention
 from luna_jax.mixers.luna_causal import LunaCausalAttention
 
@@ -108,7 +109,8 @@ class LunaEncoderLayer(LayerBase):
           x_in, p_in, context_mask_BxM=mask_BxN, p_mask_BxL=p_mask_BxL,
           deterministic=deterministic)
 
-    x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, "x_norm", "p_norm", deterministic)
+    x, p = self.residual_pair(x_BxNxD, y_x, p_BxLxD, y_p, x_norm="x_norm", p_norm="p_norm",
+                              deterministic=deterministic)
     # The feed-forward block on the (B * N, D) view where `common.rows_view()` says so:
     # the same LayerNorm, Dense and dropout (same masks), but XLA CPU then reads x and the
     # gradients in place for the weight gradients.
@@ -118,7 +120,7 @@ class LunaEncoderLayer(LayerBase):
     return self.feed_forward_block(x.reshape(b * n, d), deterministic).reshape(b, n, d), p
 
 
-def check(settings: LunaSettings, run: registry.RunShape) -> None:
+def check(settings: LunaSettings, run: spec.RunShape) -> None:
   if settings.proj_len <= 0:
     raise ValueError(f"proj_len={settings.proj_len} must be positive.")
   if settings.p_style not in P_STYLES:
@@ -148,7 +150,7 @@ def _initial_p(encoder, settings: LunaSettings, batch: int, d: int, suffix: str,
 
 
 def p_for_layer(encoder, settings: LunaSettings, index: int, p_BxLxD: Optional[Array],
-                x_BxNxD: Array, mask_BxN: Array,
+                x_BxNxD: Array, mask_BxN: Array, *,
                 deterministic: bool) -> tuple[Array, Optional[Array]]:
   """Layer `index`'s P: a fresh one for the first layer (contextual) or for every layer,
   else the previous layer's; and the dynamic-projection mask of its rows."""
@@ -205,7 +207,7 @@ def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):
   return p_BxLxD, p_mask_BxL
 
 
-registry.register_mixer("luna", registry.MixerSpec(
+spec.register_mixer("luna", spec.MixerSpec(
     layer=LunaEncoderLayer, settings=LunaSettings, normalize_before=False, check=check,
     p_for_layer=p_for_layer, final_p=final_p, cross_attention=LunaCrossAttention,
     decoder_p=decoder_p,

@@ -127,7 +127,8 @@ class LunaAttention(nn.Module):
       kv_names = ("p_context",) if self.tied_kv else ("p_key", "p_value")
       if self._attend_first(hp, p_BxLxD.shape[1], d):
         packed_BxHxLxK = self._pack_attend_first(
-            pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, dropout, deterministic)
+            pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, dropout=dropout,
+            deterministic=deterministic)
       else:
         pk_BxHxMxK = pv_BxHxMxK = common.heads_first(project(kv_names[0], c_BxMxD), hp)
         if not self.tied_kv:
@@ -163,7 +164,7 @@ class LunaAttention(nn.Module):
     projections = 1 if self.tied_kv else 2
     return 2 * hp * l < projections * d + 2 * l
 
-  def _pack_attend_first(self, pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, dropout,
+  def _pack_attend_first(self, pq_BxHxLxK, c_BxMxD, kv_names, context_mask_BxM, *, dropout,
                          deterministic):
     """The pack in attend-first order (module docstring). Returns (B, H, L, K)."""
     b, hp, l, dhp = pq_BxHxLxK.shape

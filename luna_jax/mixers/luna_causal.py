@@ -104,6 +104,7 @@ def causal_luna_chunked(
     w_BxHxNxL: Array,
     mem_k_BxHxKxL: Array,
     mem_v_BxHxLxK: Array,
+    *,
     start: Array,
     p_mask_BxL: Optional[Array],
     chunk_size: int,
@@ -276,15 +277,17 @@ class LunaCausalAttention(nn.Module):
       index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
     if self.decode and initialized:
       y, new_k, new_v = causal_luna_chunked(
-          q, k, v, w_BxHxNxL, mem_k.value, mem_v.value, index.value, p_mask_BxL,
-          chunk, alpha_keep_BxHxNxL, rate,
+          q, k, v, w_BxHxNxL, mem_k.value, mem_v.value, start=index.value,
+          p_mask_BxL=p_mask_BxL, chunk_size=chunk, alpha_keep_BxHxNxL=alpha_keep_BxHxNxL,
+          dropout_rate=rate,
       )
       mem_k.value, mem_v.value = new_k, new_v
       index.value = index.value + n
     else:
       y, _, _ = causal_luna_chunked(
-          q, k, v, w_BxHxNxL, zeros_k, zeros_v, jnp.zeros((), jnp.int32), p_mask_BxL,
-          chunk, alpha_keep_BxHxNxL, rate,
+          q, k, v, w_BxHxNxL, zeros_k, zeros_v, start=jnp.zeros((), jnp.int32),
+          p_mask_BxL=p_mask_BxL, chunk_size=chunk, alpha_keep_BxHxNxL=alpha_keep_BxHxNxL,
+          dropout_rate=rate,
       )
     y_BxNxD = common.heads_last(y.astype(self.dtype))
     return common.dense_rows(proj("out", role="out_proj"), y_BxNxD), p_BxLxD

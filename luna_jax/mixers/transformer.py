@@ -33,9 +33,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from luna_jax import common, registry
+from luna_jax import common
 from luna_jax.chunked_attention import chunked_attention
 from luna_jax.layers import CrossAttentionBase, LayerBase
+from luna_jax.mixers import spec
 from luna_jax.platform import current_platform
 
 Array = common.Array
@@ -292,8 +293,9 @@ class TransformerEncoderLayer(LayerBase):
 class SoftmaxCrossAttention(CrossAttentionBase):
   """Softmax encoder-decoder attention (Vaswani et al. 2017, Sec. 3.2.3): the decoder's
   tokens attend to the encoder output, its padding masked; the registry's default
-  `cross_attention`, used by the Transformer's and the convolutions' decoders. P passes
-  through (returns (Y_X, None, the memory's keys and values))."""
+  `cross_attention` (`register_cross_attention` below), used by the Transformer's and the
+  convolutions' decoders. P passes through (returns (Y_X, None, the memory's keys and
+  values))."""
 
   @nn.compact
   def __call__(self, x_BxNxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, p_mask_BxL,
@@ -308,7 +310,7 @@ class SoftmaxCrossAttention(CrossAttentionBase):
     return y, None, kv
 
 
-def check(settings: TransformerSettings, run: registry.RunShape) -> None:
+def check(settings: TransformerSettings, run: spec.RunShape) -> None:
   del run
   if settings.implementation not in IMPLEMENTATIONS:
     raise ValueError(f"implementation={settings.implementation!r} is not one of "
@@ -321,6 +323,7 @@ def softmax_path(settings: TransformerSettings, platform: str, dropout_active: b
                         dtype=dtype, head_dim=head_dim)
 
 
-registry.register_mixer("transformer", registry.MixerSpec(
+spec.register_mixer("transformer", spec.MixerSpec(
     layer=TransformerEncoderLayer, settings=TransformerSettings, normalize_before=True,
     check=check, no_segments_because="", softmax_path=softmax_path))
+spec.register_cross_attention(SoftmaxCrossAttention)

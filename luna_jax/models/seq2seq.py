@@ -38,7 +38,6 @@ import jax.numpy as jnp
 from luna_jax import common, decoding, registry
 from luna_jax.encoder import Encoder
 from luna_jax.layers import LayerBase
-from luna_jax.mixers.transformer import SoftmaxCrossAttention
 
 Array = common.Array
 SHARE_EMBEDDINGS = ("all", "decoder", "none")
@@ -73,7 +72,7 @@ class DecoderLayer(LayerBase):
       x, p = self_mixing(x, p, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
                          deterministic=deterministic)
 
-    cross = (spec.cross_attention or SoftmaxCrossAttention)(
+    cross = registry.cross_attention(self.mixer)(
         num_heads=self.num_heads, settings=settings,
         attention_dropout=self.attention_dropout, init_style=self.init_style,
         dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
@@ -87,7 +86,8 @@ class DecoderLayer(LayerBase):
     y_x, y_p, static = cross(x_in, p_in, memory_BxMxD=memory_BxMxD,
                              memory_mask_BxM=memory_mask_BxM, p_mask_BxL=p_mask_BxL,
                              deterministic=deterministic, static=static)
-    x, p = self.residual_pair(x, y_x, p, y_p, "cross_norm", "cross_p_norm", deterministic)
+    x, p = self.residual_pair(x, y_x, p, y_p, x_norm="cross_norm", p_norm="cross_p_norm",
+                              deterministic=deterministic)
     if self.decode:
       if cached:
         p = self.get_variable("cache", "cross_p")

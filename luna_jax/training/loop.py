@@ -144,7 +144,7 @@ def train_and_evaluate(config, workdir, *,
   # Both closed however the run ends (a NaN stop, an interruption, an error).
   with run.checkpointer() as ckpt, MetricWriter(run.workdir, enabled=run.lead) as writer:
     state, step, best = _train(trainer, ckpt, writer, step_callback)
-    summary = _test(trainer, ckpt, writer, state, step, best, start_time)
+    summary = _test(trainer, ckpt, writer, state, step, best=best, start_time=start_time)
   summary.update(extra_summary or {})
   if run.lead:
     run.summary_path.write_text(json.dumps(summary, indent=2))
@@ -228,7 +228,7 @@ def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_call
   return state, step, best
 
 
-def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, step: int,
+def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, step: int, *,
           best: dict, start_time: float) -> dict:
   """The test split with the best checkpoint (else the final state): the run's summary."""
   run, config = trainer.run, trainer.run.config

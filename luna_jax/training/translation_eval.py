@@ -1,7 +1,7 @@
 """BLEU of a translation model's generated output on a split, with sacrebleu.
 
 Sources are read in the split's token batches, translated by jitted beam (or greedy)
-search through the decoder's caches (`luna_jax.seq2seq.generate`, at most
+search through the decoder's caches (`luna_jax.models.seq2seq.generate`, at most
 a * source length + b tokens), detokenised by the SentencePiece model and scored with
 sacrebleu's corpus BLEU (its default 13a tokenisation) against the raw reference
 sentences. `copy_bleu` scores the raw source sentences as if they were translations: the
