@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import pathlib
 
@@ -118,6 +119,31 @@ def test_same_rng_state_same_sample():
   assert np.array_equal(a.image, b.image)
   assert all(np.array_equal(x, y) for x, y in zip(a.contours, b.contours, strict=True))
   assert not np.array_equal(a.image, c.image)
+
+
+# SHA-256 of 450 samples, image k of each group drawn as write_release draws it (from
+# default_rng([7, k]), label k % 2), recorded at 561856b, before the generator became a
+# package: a change that moves any contour, marker or pixel changes them. The geometry
+# digest (contours, markers, labels, margins) rests on numpy alone; the image digest
+# also on Pillow's line drawing and Lanczos filter (recorded with Pillow 13.0.0).
+_DIGEST_SAMPLES = ((32, "hard", 150), (32, "easy", 100), (64, "hard", 100), (128, "hard", 100))
+_GEOMETRY_DIGEST = "57744468be5564740765d44b47b93dd33a3f033d707f1551e6f4185b9d2efdc1"
+_IMAGE_DIGEST = "da1f3b36e520a57ab8c1bb3fca5b03995091a76bbf6978c3fea2c461540c59f2"
+
+
+def test_samples_keep_their_recorded_digest():
+  geometry_digest, image_digest = hashlib.sha256(), hashlib.sha256()
+  for resolution, difficulty, count in _DIGEST_SAMPLES:
+    settings = pg.settings_for(resolution, difficulty)
+    for k in range(count):
+      sample = pg.generate_sample(np.random.default_rng([7, k]), settings, k % 2)
+      image_digest.update(sample.image.tobytes())
+      for contour in sample.contours:
+        geometry_digest.update(np.ascontiguousarray(contour, np.float64).tobytes())
+      geometry_digest.update(repr((sample.marker_centres, sample.marker_contours,
+                                   sample.label, sample.paddle_margin)).encode())
+  assert geometry_digest.hexdigest() == _GEOMETRY_DIGEST
+  assert image_digest.hexdigest() == _IMAGE_DIGEST
 
 
 @pytest.mark.parametrize("resolution", [32, 128])
