@@ -46,19 +46,18 @@ _SEED_CANDIDATES = 16  # distractor start points drawn (and checked) per attempt
 _LAZY_DRAWS = 6  # single-candidate tests before testing all candidates at once
 
 
-class Directions(NamedTuple):
-  """A paddle's candidate directions: angles (K,), weights (K,), and the cumulative
-  weights as a list (for drawing one by bisection)."""
+class Weights(NamedTuple):
+  """The weights of a grid of K candidate directions: each (K,), and their cumulative sums
+  as a list (for drawing one by bisection). Made once per canvas, since a paddle's
+  candidates are the grid turned by an angle."""
 
-  thetas: np.ndarray
-  weights: np.ndarray
+  each: np.ndarray
   cumulative: list[float]
 
 
 @functools.lru_cache(maxsize=None)
-def _direction_weights(continuity: float) -> tuple[np.ndarray, list[float], np.ndarray,
-                                                   list[float]]:
-  """Weights and cumulative weights of the turn grid and of the seed grid (uniform).
+def _direction_weights(continuity: float) -> tuple[Weights, Weights]:
+  """The weights of the turn grid and of the seed grid (uniform).
 
   A turn's weight is cos^2(min(continuity * |dtheta|, pi / 2)), exactly 0 from the
   clamp on.
@@ -66,8 +65,8 @@ def _direction_weights(continuity: float) -> tuple[np.ndarray, list[float], np.n
   turn = continuity * np.abs(_TURN_GRID)
   turn_weights = np.where(turn < math.pi / 2, np.cos(turn)**2, 0.0)
   seed_weights = np.ones(len(_SEED_GRID))
-  return (turn_weights, np.cumsum(turn_weights).tolist(), seed_weights,
-          np.cumsum(seed_weights).tolist())
+  return (Weights(turn_weights, np.cumsum(turn_weights).tolist()),
+          Weights(seed_weights, np.cumsum(seed_weights).tolist()))
 
 
 class Canvas:
@@ -87,8 +86,7 @@ class Canvas:
     # obstacle, so the endpoint tests catch it unless that reaches the smallest
     # possible clearance, radius + margin; only then is a crossing test needed.
     self.crossings = settings.paddle_length >= 2 * (self.radius + self.margin)
-    (self.turn_weights, self.turn_cumulative, self.seed_weights,
-     self.seed_cumulative) = _direction_weights(settings.continuity)
+    self.turn_weights, self.seed_weights = _direction_weights(settings.continuity)
 
   def inside(self, points: np.ndarray, radius: float | None = None) -> np.ndarray:
     """(K, 2) points -> (K,) bool: a disc of `radius` there stays off the padding.
@@ -121,11 +119,10 @@ class Canvas:
       blocked.
     """
     if theta is None:
-      directions = Directions(rng.uniform(0.0, 2 * math.pi) + _SEED_GRID,
-                              self.seed_weights, self.seed_cumulative)
+      thetas, weights = rng.uniform(0.0, 2 * math.pi) + _SEED_GRID, self.seed_weights
       near = 0.0  # the first paddle starts at the tip
     else:
-      directions = Directions(theta + _TURN_GRID, self.turn_weights, self.turn_cumulative)
+      thetas, weights = theta + _TURN_GRID, self.turn_weights
       near = self.margin
     far = near + self.s.paddle_length  # the paddle spans [near, far] from `start`
     advance = far + self.margin  # the next pivot
@@ -135,17 +132,16 @@ class Canvas:
     # exact reach cannot block a candidate, and the exact filter costs more than it saves.
     boxed = self.occupancy.boxed(owner, self.radius, self.margin, start, far)
     k = None if end_disc is not None else self._draw_lazily(
-        rng, ray, directions, boxed, draws or _LAZY_DRAWS)
+        rng, ray, thetas, weights, boxed, draws=draws or _LAZY_DRAWS)
     if k is None and draws is not None:
       return None
     if k is None:
       nearby = self.occupancy.nearby(owner, self.radius, self.margin, start, far,
                                      boxed=boxed)
-      k = self._draw_all(rng, ray, directions, nearby, end_disc=end_disc, owner=owner)
+      k = self._draw_all(rng, ray, thetas, weights, nearby, end_disc=end_disc, owner=owner)
       if k is None:
         return None
     # Plain floats: the same arithmetic as numpy's, without its cost per call.
-    thetas = directions.thetas
     (sy, sx), uy, ux = start, math.sin(thetas[k]), math.cos(thetas[k])
     tip = (sy + far * uy, sx + far * ux)
     self.occupancy.add_paddle((sy + near * uy, sx + near * ux), tip, self.paddle_capsule,
@@ -157,8 +153,8 @@ class Canvas:
     pivots.append((sy + advance * uy, sx + advance * ux))
     return float(thetas[k])
 
-  def _draw_lazily(self, rng: np.random.Generator, ray: Ray, directions: Directions,
-                   index: list[int], draws: int) -> int | None:
+  def _draw_lazily(self, rng: np.random.Generator, ray: Ray, thetas: np.ndarray,
+                   weights: Weights, index: list[int], *, draws: int) -> int | None:
     """Draws candidates by weight and tests each one alone, up to `draws` times.
 
     Usually the first draw is free, and testing it in plain floats is much cheaper
@@ -166,6 +162,7 @@ class Canvas:
     choice distributed by weight among the free candidates, as in `_draw_all`.
 
     Args:
+      ray: the candidates' start and span; thetas: (K,) their directions.
       index: the obstacles that may block (`Occupancy.boxed`).
     Returns:
       The chosen candidate, or None when the draws found no free one.
@@ -174,7 +171,7 @@ class Canvas:
     obstacles = [every[i] for i in index]
     lo, hi = self.lo + self.radius, self.hi - self.radius
     (py, px), advance = ray.start, ray.far + self.margin
-    thetas, cumulative = directions.thetas, directions.cumulative
+    cumulative = weights.cumulative
     blocked = set()
     for _ in range(draws):
       k = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
@@ -187,9 +184,9 @@ class Canvas:
       blocked.add(k)
     return None
 
-  def _draw_all(self, rng: np.random.Generator, ray: Ray, directions: Directions,
-                nearby: tuple[list[int], list[float]], *, end_disc: float | None,
-                owner: int) -> int | None:
+  def _draw_all(self, rng: np.random.Generator, ray: Ray, thetas: np.ndarray,
+                weights: Weights, nearby: tuple[list[int], list[float]], *,
+                end_disc: float | None, owner: int) -> int | None:
     """Tests every candidate at once and draws one by weight among the free ones.
 
     Args as in `_draw_lazily`, with `Occupancy.nearby`'s obstacles and their clearances;
@@ -198,15 +195,15 @@ class Canvas:
     Returns:
       The chosen candidate, or None when all are blocked.
     """
-    occupancy, weights = self.occupancy, directions.weights
+    occupancy, each = self.occupancy, weights.each
     index, clearance = nearby
     start = np.array(ray.start)
-    u = unit(directions.thetas)
+    u = unit(thetas)
     if end_disc is None:  # the next paddle starts from the next pivot
-      ok = (weights > 0) & self.inside(start + (ray.far + self.margin) * u)
+      ok = (each > 0) & self.inside(start + (ray.far + self.margin) * u)
     else:  # the contour ends here: its tip, with the marker, stays whole on the canvas
       tips = start + ray.far * u
-      ok = (weights > 0) & self.inside(tips, end_disc)
+      ok = (each > 0) & self.inside(tips, end_disc)
     if index and ok.any():
       dist2 = ray_segment_distance2(ray, u[ok], occupancy.arrays(index))
       ok[ok] = np.all(dist2 >= np.square(clearance), axis=1)
@@ -215,7 +212,7 @@ class Canvas:
                                     bound=(start, ray.far))
     if not ok.any():
       return None
-    cumulative = np.cumsum(np.where(ok, weights, 0.0))
+    cumulative = np.cumsum(np.where(ok, each, 0.0))
     return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
 
 
