@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from benchmarks import common
-from luna_jax.data import pathfinder_gen, readers
+from luna_jax.data import pathfinder, readers
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -48,8 +48,8 @@ def load(resolution: int, difficulty: str, num_train: int, num_test: int,
          seed: int) -> tuple[np.ndarray, np.ndarray]:
   """(images (n, H, W, 1) float32 in [0, 1], labels (n,)): train first, then test."""
   with tempfile.TemporaryDirectory() as root:
-    folder = pathfinder_gen.write_release(root, resolution, difficulty,
-                                          num_train + num_test, seed, workers=None)
+    folder = pathfinder.write_release(root, resolution, difficulty,
+                                      num_images=num_train + num_test, seed=seed, workers=None)
     pairs = list(readers.read_pathfinder_metadata(folder))
     images = np.stack([readers.read_png(path, resolution) for path, _ in pairs])
   labels = np.array([label for _, label in pairs])

@@ -22,7 +22,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-from luna_jax.data import pathfinder_gen
+from luna_jax.data import pathfinder
 
 ORIGINAL_32_HARD = {"saturated_per_image": 2.7, "fraction_above_64": 0.124}
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -30,11 +30,11 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 def measure(resolution: int, difficulty: str, num_images: int, seed: int):
   """Images (as write_release draws them) and their statistics."""
-  settings = pathfinder_gen.settings_for(resolution, difficulty)
+  settings = pathfinder.settings_for(resolution, difficulty)
   images, labels, distractors = [], [], []
   start = time.perf_counter()
   for k in range(num_images):
-    sample = pathfinder_gen.generate_sample(np.random.default_rng([seed, k]), settings, k % 2)
+    sample = pathfinder.generate_sample(np.random.default_rng([seed, k]), settings, k % 2)
     images.append(sample.image)
     labels.append(sample.label)
     distractors.append(len(sample.contours) - 2)

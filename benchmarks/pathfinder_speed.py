@@ -3,7 +3,7 @@
     python benchmarks/pathfinder_speed.py                 # 3,000 at 32 x 32, 400 at 128 x 128
     python benchmarks/pathfinder_speed.py --quick         # a few images (the test suite)
 
-Each measurement is `pathfinder_gen.write_release` into a fresh temporary folder (PNG
+Each measurement is `pathfinder.write_release` into a fresh temporary folder (PNG
 encoding and the workers' start-up included), best of --repeats. Writes
 pathfinder_speed_<machine>.json / .md to --out (default benchmarks/results/). To compare
 two commits, run this from each checkout on an idle machine.
@@ -18,7 +18,7 @@ import pathlib
 import tempfile
 import time
 
-from luna_jax.data import pathfinder_gen
+from luna_jax.data import pathfinder
 from luna_jax.data.parallel import default_workers
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -30,8 +30,8 @@ def images_per_second(resolution: int, difficulty: str, num_images: int, workers
   for _ in range(repeats):
     with tempfile.TemporaryDirectory() as folder:
       start = time.perf_counter()
-      pathfinder_gen.write_release(folder, resolution, difficulty, num_images, seed=0,
-                                   workers=workers)
+      pathfinder.write_release(folder, resolution, difficulty, num_images=num_images, seed=0,
+                               workers=workers)
       best = max(best, num_images / (time.perf_counter() - start))
   return best
 

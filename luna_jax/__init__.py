@@ -45,7 +45,7 @@ import importlib
 import importlib.util
 
 # Exports, imported on first use: a process that needs only a part (a data generator's
-# worker imports luna_jax.data.pathfinder_gen) does not pay for JAX and Flax.
+# worker imports luna_jax.data.pathfinder) does not pay for JAX and Flax.
 _EXPORTS = {
     "LAYER_NORM_EPS": "luna_jax.common", "gelu": "luna_jax.common",
     "Encoder": "luna_jax.encoder",

@@ -14,26 +14,6 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_POSITIONAL = 6
 
-# Functions over the limit whose files (or, for residual_pair, a caller's file) are being
-# rewritten elsewhere: "path:qualified name" -> positional parameters today. Empty it as
-# they are fixed; an entry that no longer exceeds the limit fails the test, so that the
-# set stays exact, and anything over the limit that is not listed here fails too.
-PENDING = {
-    "luna_jax/data/pathfinder_gen.py:_Canvas._draw_all": 12,
-    "luna_jax/data/pathfinder_gen.py:_Canvas._draw_lazily": 10,
-    "luna_jax/data/pathfinder_gen.py:_Canvas.add_paddle": 7,
-    "luna_jax/data/pathfinder_gen.py:_Occupancy.nearby": 7,
-    "luna_jax/data/pathfinder_gen.py:_ray_clear": 8,
-    "luna_jax/data/pathfinder_gen.py:_ray_segment_distance2": 8,
-    "luna_jax/data/pathfinder_gen.py:write_release": 8,
-    "luna_jax/data/pathfinder_render.py:render": 8,
-    "luna_jax/data/pipeline.py:_BatchLoader.__init__": 7,
-    # luna_jax/seq2seq.py's DecoderLayer calls it with 7 positional arguments; once that
-    # call names x_norm=, p_norm= and deterministic=, put `*,` before x_norm.
-    "luna_jax/layers.py:LayerBase.residual_pair": 8,
-    "luna_jax/training/loop.py:_test": 7,
-}
-
 
 def sources() -> list[pathlib.Path]:
   return (sorted((ROOT / "luna_jax").rglob("*.py"))
@@ -73,13 +53,8 @@ def over_the_limit() -> dict[str, int]:
 
 def test_no_function_takes_more_than_six_positional_parameters():
   found = over_the_limit()
-  new = {k: v for k, v in found.items() if k not in PENDING}
-  assert not new, ("more than 6 positional parameters (make the rest keyword-only with `*` "
-                   f"and name them at the call sites): {new}")
-  fixed = sorted(set(PENDING) - set(found))
-  assert not fixed, f"fixed, so remove from PENDING in {__file__}: {fixed}"
-  grown = {k: v for k, v in found.items() if v > PENDING[k]}
-  assert not grown, f"pending, yet taking more positional parameters than before: {grown}"
+  assert not found, ("more than 6 positional parameters (make the rest keyword-only with "
+                     f"`*` and name them at the call sites): {found}")
 
 
 def test_the_count_takes_positional_parameters_only():

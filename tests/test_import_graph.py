@@ -182,7 +182,7 @@ def test_the_data_package_imports_no_jax():
   """The registry is filled by importing it (`luna_jax.registry` imports the mixers), not
   by `luna_jax/__init__.py`: a data generator's spawned worker, which imports
   luna_jax.data, does not load JAX and Flax (about 2 s and 170 MB each)."""
-  code = ("import sys, luna_jax, luna_jax.data, luna_jax.data.pathfinder_gen\n"
+  code = ("import sys, luna_jax, luna_jax.data, luna_jax.data.pathfinder\n"
           "print(sorted(m for m in ('jax', 'flax', 'luna_jax.mixers') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=ROOT, check=True)

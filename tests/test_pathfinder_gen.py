@@ -1,8 +1,11 @@
-"""Pathfinder generator: settings, images, label bookkeeping, geometry, release layout."""
+"""Pathfinder generator (`luna_jax.data.pathfinder`): settings, images, label bookkeeping,
+geometry, release layout."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import importlib
 import math
 import pathlib
 
@@ -10,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from luna_jax.data import pathfinder_gen as pg
+from luna_jax.data import pathfinder as pg
+from luna_jax.data.pathfinder import geometry, render
+from luna_jax.data.pathfinder.occupancy import Occupancy
 
 
 def _sample(resolution: int, difficulty: str, label: int, seed: int) -> pg.Sample:
@@ -38,6 +43,17 @@ def _segment_distance(a1, b1, a2, b2, samples: int = 101) -> float:
   """Min distance between two segments, by dense sampling of the first (error < 1e-2)."""
   points = a1 + np.linspace(0, 1, samples)[:, None] * (b1 - a1)
   return float(_point_to_segments(points, a2[None], b2[None]).min())
+
+
+# ---------------------------------------------------------------------------------------
+# Modules.
+
+
+@pytest.mark.parametrize("name", ["settings", "geometry", "occupancy", "canvas", "render",
+                                  "sampling", "release"])
+def test_every_module_imports(name):
+  module = importlib.import_module(f"luna_jax.data.pathfinder.{name}")
+  assert module.__doc__
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,6 +134,31 @@ def test_same_rng_state_same_sample():
   assert np.array_equal(a.image, b.image)
   assert all(np.array_equal(x, y) for x, y in zip(a.contours, b.contours, strict=True))
   assert not np.array_equal(a.image, c.image)
+
+
+# SHA-256 of 450 samples, image k of each group drawn as write_release draws it (from
+# default_rng([7, k]), label k % 2), recorded at 561856b, before the generator became a
+# package: a change that moves any contour, marker or pixel changes them. The geometry
+# digest (contours, markers, labels, margins) rests on numpy alone; the image digest
+# also on Pillow's line drawing and Lanczos filter (recorded with Pillow 13.0.0).
+_DIGEST_SAMPLES = ((32, "hard", 150), (32, "easy", 100), (64, "hard", 100), (128, "hard", 100))
+_GEOMETRY_DIGEST = "57744468be5564740765d44b47b93dd33a3f033d707f1551e6f4185b9d2efdc1"
+_IMAGE_DIGEST = "da1f3b36e520a57ab8c1bb3fca5b03995091a76bbf6978c3fea2c461540c59f2"
+
+
+def test_samples_keep_their_recorded_digest():
+  geometry_digest, image_digest = hashlib.sha256(), hashlib.sha256()
+  for resolution, difficulty, count in _DIGEST_SAMPLES:
+    settings = pg.settings_for(resolution, difficulty)
+    for k in range(count):
+      sample = pg.generate_sample(np.random.default_rng([7, k]), settings, k % 2)
+      image_digest.update(sample.image.tobytes())
+      for contour in sample.contours:
+        geometry_digest.update(np.ascontiguousarray(contour, np.float64).tobytes())
+      geometry_digest.update(repr((sample.marker_centres, sample.marker_contours,
+                                   sample.label, sample.paddle_margin)).encode())
+  assert geometry_digest.hexdigest() == _GEOMETRY_DIGEST
+  assert image_digest.hexdigest() == _IMAGE_DIGEST
 
 
 @pytest.mark.parametrize("resolution", [32, 128])
@@ -263,14 +304,15 @@ def test_candidate_tests_match_brute_force():
   b[0] = a[0]  # a disc
   e = b - a
   length2 = np.maximum(np.sum(e * e, axis=1), 1e-12)
-  got = np.sqrt(pg._ray_segment_distance2(start, u, 1.0, 3.5, a, e, length2))
+  ray = geometry.Ray(tuple(start), 1.0, 3.5, crossings=True)
+  got = np.sqrt(geometry.ray_segment_distance2(ray, u, geometry.Segments(a, e, length2)))
   want = np.array([[_segment_distance(start + 1.0 * uk, start + 3.5 * uk, a[j], b[j], 2001)
                     for j in range(7)] for uk in u])
   assert np.abs(got - want).max() < 2e-3
   assert (want < 1e-3).sum() >= 5  # some candidates do cross an obstacle
   for clearance in (0.05, 0.5, 1.5):
     obstacles = [(*a[j], *e[j], length2[j], clearance**2) for j in range(7)]
-    scalar = [pg._ray_clear(*start, *uk, 1.0, 3.5, obstacles, True) for uk in u]
+    scalar = [geometry.ray_clear(ray, *uk, obstacles) for uk in u]
     assert scalar == list(np.all(got >= clearance, axis=1))
     assert 0 < sum(scalar) < len(u)
 
@@ -280,7 +322,7 @@ def test_occupancy_queries_match_brute_force():
   dense sampling of each segment), less the owner's exempt one; `boxed` keeps a
   superset; saving and restoring forgets what came in between."""
   rng = np.random.default_rng(1)
-  occupancy = pg._Occupancy(radius=0.25, margin=1.0)
+  occupancy = Occupancy(radius=0.25, margin=1.0)
   a = rng.uniform(0, 32, (40, 2))
   b = a + rng.normal(size=(40, 2)) * 3
   b[:5] = a[:5]  # discs
@@ -348,14 +390,14 @@ def test_paddle_window_as_the_original():
   """A paddle is resampled in the original's window: 2 * (length + ceil(thickness) +
   margin) * scale + 1 fine pixels down to 2 * (...) + 1 output pixels (17 -> 9 at 32),
   so its peak depends on its direction and exceeds half intensity for some."""
-  half = pg.pathfinder_render.window_half(2, 0.5, 1)
+  half = render.window_half(2, 0.5, 1)
   assert half == 4
   start = np.array([10.5, 10.5])
   peaks = []
   for degrees in range(0, 360, 5):
     theta = math.radians(degrees)
     end = start + 2 * np.array([math.sin(theta), math.cos(theta)])
-    (top, left), window = pg.pathfinder_render.paddle_image(start, end, 0.5, half, 2)
+    (top, left), window = render.paddle_image(start, end, 0.5, half, 2)
     assert window.shape == (9, 9) and (top, left) == (10 - half, 10 - half)
     assert window[half, half] > 0  # the start pixel is lit
     peaks.append(window.max())
@@ -363,9 +405,9 @@ def test_paddle_window_as_the_original():
 
 
 def test_rescaled_to_its_own_range():
-  image = pg.pathfinder_render.bytescale(np.array([[0.5, 0.75], [1.5, 0.5]]))
+  image = render.bytescale(np.array([[0.5, 0.75], [1.5, 0.5]]))
   np.testing.assert_array_equal(image, [[0, 64], [255, 0]])  # 63.75 rounds to 64
-  assert not pg.pathfinder_render.bytescale(np.full((2, 2), 0.3)).any()
+  assert not render.bytescale(np.full((2, 2), 0.3)).any()
 
 
 def test_bounded_retries_fail_loudly():

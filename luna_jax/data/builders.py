@@ -19,7 +19,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from luna_jax.data import pathfinder_gen, readers
+from luna_jax.data import pathfinder, readers
 from luna_jax.data.tasks import DATASET_VERSION, get_task
 
 IMDB = get_task("text").archive
@@ -98,8 +98,8 @@ class LraPathfinder(_Builder):
 
   BUILDER_CONFIGS = [
       PathfinderConfig(resolution=r, difficulty=d,
-                       description=f"{r} x {r} images, {d} ({pathfinder_gen.DIFFICULTIES[d][0]})")
-      for r in pathfinder_gen.RESOLUTIONS for d in pathfinder_gen.DIFFICULTIES
+                       description=f"{r} x {r} images, {d} ({pathfinder.DIFFICULTIES[d][0]})")
+      for r in pathfinder.RESOLUTIONS for d in pathfinder.DIFFICULTIES
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = ("Place pathfinder<R>/<subset>/{metadata,imgs} (from the LRA "
                                   "release, or written by the generator) here.")
@@ -111,7 +111,7 @@ class LraPathfinder(_Builder):
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
-    folder = pathfinder_gen.subset_dir(_manual(dl_manager), cfg.resolution, cfg.difficulty)
+    folder = pathfinder.subset_dir(_manual(dl_manager), cfg.resolution, cfg.difficulty)
     entries = list(readers.read_pathfinder_metadata(folder))
     sizes = readers.read_pathfinder_split_sizes(folder, len(entries))
     splits, start = {}, 0

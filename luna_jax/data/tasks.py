@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Optional
 
 
 from luna_jax import errors
-from luna_jax.data import listops, pathfinder_gen
+from luna_jax.data import listops, pathfinder
 from luna_jax.data import vocab as vocab_lib
 
 # The version of every luna-jax tfds builder: prepared data lives in
@@ -207,23 +207,23 @@ _PATHFINDER_SIZES = {"train": 160_000, "validation": 20_000, "test": 20_000}
 
 @functools.cache
 def _pathfinder(resolution: int, difficulty: str) -> Task:
-  if difficulty not in pathfinder_gen.DIFFICULTIES:
+  if difficulty not in pathfinder.DIFFICULTIES:
     raise errors.ConfigError(f"unknown Pathfinder difficulty {difficulty!r}; choose one of "
-                     f"{', '.join(pathfinder_gen.DIFFICULTIES)}.")
-  subset = pathfinder_gen.subset_dir("", resolution, difficulty).as_posix()
+                     f"{', '.join(pathfinder.DIFFICULTIES)}.")
+  subset = pathfinder.subset_dir("", resolution, difficulty).as_posix()
   return Task(
       name=f"pathfinder{resolution}", builder=f"lra_pathfinder/{resolution}_{difficulty}",
       num_classes=2, vocab=vocab_lib.PIXEL_VOCAB, encode=_pixels,
       default_length=resolution * resolution,
       release_files={"all": f"{subset}/metadata/"}, release_what="Pathfinder folder",
       generator=Generator(
-          module="luna_jax.data.pathfinder_gen", title=f"Pathfinder {resolution}",
-          write=functools.partial(pathfinder_gen.write_splits, resolution=resolution,
+          module="luna_jax.data.pathfinder", title=f"Pathfinder {resolution}",
+          write=functools.partial(pathfinder.write_splits, resolution=resolution,
                                   difficulty=difficulty),
           official_sizes=_PATHFINDER_SIZES),
       difficulty=difficulty, with_difficulty=functools.partial(_pathfinder, resolution))
 
 
-for _resolution in pathfinder_gen.RESOLUTIONS:
+for _resolution in pathfinder.RESOLUTIONS:
   register_task(_pathfinder(_resolution, "hard"))
 del _resolution

@@ -15,17 +15,18 @@ windows included: the original resamples each paddle in a window of
 `2 * (paddle_length + ceil(thickness) + margin) * scale + 1` fine pixels, centred on the
 paddle's start, down to `2 * (paddle_length + ceil(thickness) + margin) + 1` output
 pixels. That ratio is a little below `scale` (17 to 9 at 32 x 32), so a paddle's peak
-depends on its direction and reaches above half intensity for some (up to 0.6 at 32 x
-32, where the distractors' contrast of 2 then outshines the markers and the final
-rescaling dims the marker cores); a block-aligned resampling would peak at 0.49 and
-saturate twice as many pixels. The original's positions are whole pixels; ours are
-real numbers, so a paddle starts at the pixel holding its start point (the original's
-`start_coord`), its far end is rounded up at the fine scale (its `translate_coord`), and
-a marker is centred on the fine pixel at the top left of the pixel holding its tip.
+depends on its direction and reaches above half intensity for some; at 32 x 32 the
+distractors' contrast of 2 then outshines the markers and the final rescaling dims the
+marker cores (the peaks: benchmarks/results/pathfinder_generator.md). The original's
+positions are whole pixels; ours are real numbers, so a paddle starts at the pixel
+holding its start point (the original's `start_coord`), its far end is rounded up at the
+fine scale (its `translate_coord`), and a marker is centred on the fine pixel at the top
+left of the pixel holding its tip.
 
 A paddle's window depends only on integers (its far end at the fine scale, the stroke
-width, the window's size), so each distinct one is drawn once per process and reused:
-a few hundred windows serve every image of a resolution. Markers are kept the same way.
+width, the window's size), so each distinct one is drawn once per process and reused
+(how many a resolution needs: benchmarks/results/pathfinder_generator.md). Markers are
+kept the same way.
 
 Coordinates are (y, x) in output pixels; pixel (i, j) covers [i, i + 1) x [j, j + 1).
 """
@@ -112,7 +113,7 @@ def bytescale(image: np.ndarray) -> np.ndarray:
 
 
 def render(size: int, scale: int, paddles: list[tuple[np.ndarray, np.ndarray, float]],
-           paddle_length: float, thickness: float, margin: float, markers: np.ndarray,
+           markers: np.ndarray, *, paddle_length: float, thickness: float, margin: float,
            marker_radius: float) -> np.ndarray:
   """The finished image.
 
@@ -120,9 +121,10 @@ def render(size: int, scale: int, paddles: list[tuple[np.ndarray, np.ndarray, fl
     size: output resolution.
     scale: the anti-alias scale.
     paddles: (start, end, contrast) of every paddle.
+    markers: (2, 2) marker centres.
     paddle_length, thickness, margin: the paddles' length, full stroke width and gap,
       in output pixels (they size the original's windows).
-    markers: (2, 2) marker centres.
+    marker_radius: in output pixels.
   Returns:
     (size, size) uint8.
   """
