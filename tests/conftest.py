@@ -1,11 +1,24 @@
-"""Test-wide JAX settings: float64 available for the exactness tests, and implicit rank
-promotion turned into an error so that broadcasting bugs cannot hide."""
+"""Test-wide JAX settings: float64 available for the exactness tests, implicit rank
+promotion turned into an error so that broadcasting bugs cannot hide, and one persistent
+compilation cache per test session."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # The test extra installs libtpu (for the TPU compile tests, which need no TPU): without
 # this, every test process would first try to start a TPU and print why it cannot.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests compile the same small programs, in the xdist workers and in the train.py
+# processes they start (a killed run and its resumption compile the same steps): one
+# compilation cache for the session, made by the first process to load this file (the
+# xdist controller), inherited by the others and removed when that process exits.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="luna_jax_test_cache_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
