@@ -120,3 +120,60 @@ def test_bert_init_configs_keep_p_at_d_to_the_minus_half(module):
   c.model.luna.p_init = "uniform"
   with pytest.raises(ValueError, match="model.luna.p_init='uniform' is not one of"):
     validate(c, num_devices=1)
+
+
+# The authors' WMT'14 En-De updates: (tokens per GPU, GPUs, --update-freq), from
+# examples/luna/README.wmt.md (XuezheMax/fairseq-apollo) and
+# examples/pay_less_attention_paper/README.md (facebookresearch/fairseq).
+WMT_UPDATES = {"luna": (8192, 8, 1), "lightconv_big": (3584, 8, 16),
+               "dynamicconv_big": (3584, 8, 16)}
+
+
+@pytest.mark.parametrize("variant", list(WMT_UPDATES))
+def test_wmt_updates_hold_the_authors_tokens(variant):
+  """translation.max_tokens is one update's tokens over all devices and micro-batches; on
+  the authors' GPU count, grad_accum_steps = their --update-freq gives each device's
+  micro-batch their per-GPU tokens."""
+  from configs import wmt14_en_de
+  from luna_jax.data.translation import bucket_lengths, rows_per_batch
+
+  per_gpu, gpus, update_freq = WMT_UPDATES[variant]
+  c = wmt14_en_de.get_config(variant)
+  c.translation_dir = "/nonexistent"  # a compile-only check needs no data
+  t, o = c.translation, c.optimizer
+  assert t.max_tokens == per_gpu * gpus * update_freq
+  assert o.grad_accum_steps == update_freq
+  validate(c, num_devices=gpus, compile_only=True)
+  micro_batches = gpus * o.grad_accum_steps  # what one update's rows divide into
+  for length in bucket_lengths(max(t.max_source_len, t.max_target_len)):
+    rows = rows_per_batch(length, t.max_tokens, micro_batches)
+    assert rows * length <= t.max_tokens
+    assert rows // micro_batches * length <= per_gpu  # one device's micro-batch
+  # On one device, update_freq x gpus micro-batches keep the same micro-batch.
+  c.optimizer.grad_accum_steps = update_freq * gpus
+  validate(c, num_devices=1, compile_only=True)
+
+
+def test_the_luna_wmt_recipe_is_the_authors():
+  """examples/luna/README.wmt.md: --optimizer apollo --lr 0.1 --apollo-beta 0.9
+  --apollo-eps 1e-4 --clip-norm 0.1 --clip-mode each --lr-scheduler milestone
+  --lr-decay-rate 0.1 --milestones 300000 450000 --warmup-updates 1000 --warmup-init-lr
+  1e-5 --weight-decay 1e-8 --weight-decay-type L2 --max-update 500000
+  --best-checkpoint-metric ppl."""
+  from configs import wmt14_en_de
+
+  c = wmt14_en_de.get_config("luna")
+  o = c.optimizer
+  assert (o.name, o.learning_rate, o.apollo.beta, o.apollo.eps) == ("apollo", 0.1, 0.9, 1e-4)
+  assert (o.grad_clip_norm, o.clip_mode) == (0.1, "each")
+  assert (o.schedule, tuple(o.milestones), o.gamma) == ("milestone", (300_000, 450_000), 0.1)
+  assert (o.warmup_steps, o.warmup_init_lr, o.apollo.warmup_steps) == (1000, 1e-5, 0)
+  assert (o.weight_decay, o.apollo.weight_decay_type) == (1e-8, "L2")
+  assert (c.num_train_steps, c.translation.select, c.eval_every) == (500_000, "loss", 5000)
+  big = wmt14_en_de.get_config("lightconv_big")
+  assert (big.optimizer.name, big.optimizer.schedule, big.optimizer.learning_rate) == (
+      "adamw", "cosine", 1e-3)
+  assert (big.optimizer.warmup_steps, big.num_train_steps) == (10_000, 30_000)
+  cpu = wmt14_en_de.get_config("cpu")  # the measured offline run keeps its Adam
+  assert (cpu.optimizer.name, cpu.optimizer.schedule, cpu.optimizer.grad_clip_norm) == (
+      "adamw", "inverse_sqrt", 0.0)

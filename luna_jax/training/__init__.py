@@ -9,7 +9,9 @@
   run                Run: a run resolved once (config, workload, data source, mesh, model,
                      paths)
   loop               train_and_evaluate: data-parallel training, checkpoints, the test pass
-  steps, optim       the train state and pure train/eval steps; AdamW and its schedules
+  steps, optim       the train state and pure train/eval steps; the optimiser (AdamW or
+                     Apollo), its schedules and gradient clipping
+  apollo             Apollo (Ma 2020) as an optax transformation, the Luna WMT optimiser
   objectives         classification, MLM, causal LM, translation: the metric sums of a step
   checkpoint         the latest and the best checkpoints (orbax), resumed exactly
   metrics            metrics as JSON lines and TensorBoard events

@@ -13,11 +13,10 @@ import ml_collections
 from luna_jax import errors
 from luna_jax.data.source import DataSource
 from luna_jax.models.language_model import MaskingRates
-from luna_jax.training import model_config, workloads
+from luna_jax.training import apollo, model_config, optim, workloads
 from luna_jax.training.steps import PRNG_IMPLS
 from luna_jax.training.workloads import Devices, objective_name, workload_of
 
-SCHEDULES = ("inverse_sqrt", "cosine")
 LANGUAGE_OBJECTIVES = ("mlm", "clm")
 
 
@@ -81,16 +80,34 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Optimisation --------------------------------------------------------------------
   c.optimizer = o = ml_collections.ConfigDict()
+  o.name = "adamw"  # adamw (the LRA reference's) | apollo (Ma 2020; the Luna authors' WMT
+  #                   optimiser, training/apollo.py; its own keys in optimizer.apollo)
   o.learning_rate = 1e-4  # peak learning rate
-  o.schedule = "inverse_sqrt"  # inverse_sqrt (fairseq) | cosine (to 0 at the last step)
+  o.schedule = "inverse_sqrt"  # inverse_sqrt (fairseq) | cosine (to 0 at the last step) |
+  #                             milestone (x gamma at each of milestones; training/optim.py)
   o.warmup_steps = 1000  # linear warm-up from warmup_init_lr
   o.warmup_init_lr = 1e-7
-  o.b1 = 0.9
+  o.milestones = ()  # milestone: update counts after which the lr is multiplied by gamma
+  o.gamma = 0.1  # milestone: the factor (fairseq's --lr-decay-rate)
+  o.b1 = 0.9  # Adam's betas and eps (adamw only)
   o.b2 = 0.98
   o.eps = 1e-8
-  o.weight_decay = 1e-4  # decoupled (AdamW) on every parameter, as the reference
-  o.grad_clip_norm = 0.0  # global-norm clipping; 0 = off (the reference)
+  o.weight_decay = 1e-4  # adamw: decoupled, on every parameter, as the reference; apollo:
+  #                        as optimizer.apollo.weight_decay_type says
+  o.grad_clip_norm = 0.0  # gradient clipping's bound; 0 = off (the reference)
+  o.clip_mode = "total"  # total (one factor, the global norm) | each (each parameter's
+  #                        norm on its own, fairseq-apollo's --clip-mode each)
   o.grad_accum_steps = 1  # micro-batches per step (same result, less memory)
+  o.apollo = a = ml_collections.ConfigDict()  # optimizer.name=apollo (--apollo-* flags)
+  a.beta = 0.9  # the gradient average's coefficient
+  a.eps = 1e-4
+  a.rebound = "constant"  # constant (|B| bounded below by sigma) | belief (by max|g - m|)
+  a.sigma = 0.01  # the constant bound: 0.01 (the authors' later apollo.py); 1.0 is their
+  #                 earlier fairseq-apollo file, exactly (clamp at 1, eps unscaled)
+  a.weight_decay_type = ""  # L2 | decoupled | stable; "": L2 (constant) / decoupled (belief)
+  a.warmup_steps = 0  # Apollo's own linear warm-up (the later file's `warmup`); 0 = none,
+  #                     the schedule's warm-up only (the WMT recipe)
+  a.init_lr = -1.0  # its first learning rate; < 0: learning_rate / 1000 (the file's)
 
   # --- Loop ---------------------------------------------------------------------------
   c.batch_size = 32  # global examples per step, over all devices and hosts
@@ -114,9 +131,7 @@ def validate(config, num_devices: int, num_processes: int = 1,
   o = config.optimizer
   errors.require(config.prng_impl in ("auto",) + PRNG_IMPLS, f"prng_impl="
                  f"{config.prng_impl!r} is not one of {('auto',) + PRNG_IMPLS}.")
-  errors.require(o.schedule in SCHEDULES, f"optimizer.schedule={o.schedule!r} is not one "
-                 f"of {SCHEDULES}.")
-  errors.require(o.grad_accum_steps >= 1, "optimizer.grad_accum_steps must be >= 1.")
+  _check_optimizer(o)
   for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every"):
     errors.require(config[name] > 0, f"{name} must be positive, got {config[name]}.")
   _check_objective(config, workload)
@@ -126,6 +141,43 @@ def validate(config, num_devices: int, num_processes: int = 1,
   errors.require(objective in workload.objectives, f"task={config.task} trains with "
                  f"objective {' or '.join(workload.objectives)}, not {objective}.")
   return workload.source(config, compile_only)
+
+
+def _check_optimizer(o) -> None:
+  errors.require(o.name in optim.OPTIMIZERS, f"optimizer.name={o.name!r} is not one of "
+                 f"{optim.OPTIMIZERS}.")
+  errors.require(o.schedule in optim.SCHEDULES, f"optimizer.schedule={o.schedule!r} is not "
+                 f"one of {optim.SCHEDULES}.")
+  errors.require(o.clip_mode in optim.CLIP_MODES, f"optimizer.clip_mode={o.clip_mode!r} is "
+                 f"not one of {optim.CLIP_MODES}.")
+  errors.require(o.grad_accum_steps >= 1, "optimizer.grad_accum_steps must be >= 1.")
+  errors.require(o.learning_rate > 0, f"optimizer.learning_rate={o.learning_rate} must be "
+                 "positive.")
+  if o.schedule == "milestone":
+    milestones = tuple(o.milestones)
+    errors.require(all(isinstance(m, int) and m > o.warmup_steps for m in milestones)
+                   and list(milestones) == sorted(set(milestones)), "optimizer.milestones="
+                   f"{milestones} must be increasing update counts after the warm-up "
+                   f"(optimizer.warmup_steps={o.warmup_steps}): one inside it never fires.")
+    errors.require(o.gamma > 0, f"optimizer.gamma={o.gamma} must be positive.")
+    errors.require(o.warmup_steps <= 0 or o.warmup_init_lr < o.learning_rate,
+                   f"optimizer.warmup_init_lr={o.warmup_init_lr} must be below "
+                   f"optimizer.learning_rate={o.learning_rate} (the milestone warm-up rises).")
+  if o.name != "apollo":
+    return
+  a = o.apollo
+  errors.require(a.rebound in apollo.REBOUNDS, f"optimizer.apollo.rebound={a.rebound!r} is "
+                 f"not one of {apollo.REBOUNDS}.")
+  errors.require(a.weight_decay_type in ("",) + apollo.WEIGHT_DECAY_TYPES,
+                 f"optimizer.apollo.weight_decay_type={a.weight_decay_type!r} is not one of "
+                 f"{('',) + apollo.WEIGHT_DECAY_TYPES}.")
+  init_lr = a.init_lr if a.init_lr >= 0 else o.learning_rate / 1000
+  try:
+    apollo.check(learning_rate=o.learning_rate, beta=a.beta, eps=a.eps, rebound=a.rebound,
+                 sigma=a.sigma, warmup=a.warmup_steps, init_lr=init_lr,
+                 weight_decay=o.weight_decay, weight_decay_type=a.weight_decay_type or None)
+  except ValueError as e:
+    raise errors.ConfigError(f"invalid config (optimizer.apollo): {e}") from None
 
 
 def _check_objective(config, workload) -> None:
