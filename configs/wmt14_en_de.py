@@ -25,6 +25,9 @@ label smoothing 0.1, Adam (0.9, 0.98) and inverse-sqrt warm-up):
   transformer: the base Transformer (6 + 6 layers, d 512, pre-LN); published 27.3 for
     base (Vaswani et al. 2017) and 29.3 for Transformer Big in Wu et al.'s setting.
   None of these has been trained here: they need an accelerator (no GPU was lent).
+  The published figures are tokenised BLEU with German compounds split: compare them
+  with summary.json's test_tokenized_bleu (its method in tokenized_bleu_method), not
+  with test_bleu (sacreBLEU, signature in bleu_signature).
 
 CPU variant (offline: generates a reordering task, data/toy_translation.py, in
 ~/translation_cpu on first use):

@@ -1,6 +1,9 @@
 """Translation data (the generated task, preparation, pairs, token batches) and the
 seq2seq run: resume, BLEU in the summary, translate.py."""
 
+import json
+import math
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 
 from luna_jax.data import lines, toy_translation, translation
-from luna_jax.training import base_config, train_and_evaluate
+from luna_jax.training import base_config, train_and_evaluate, translation_eval
 from tests.training_fixtures import latest_params, train_killed_then_resumed
 
 SIZES = {"train": 300, "valid": 20, "test": 20}
@@ -204,6 +207,54 @@ def test_a_parallel_folder_with_separators_inside_lines_and_crlf_files_is_read(t
   assert len(translation.TranslationPairs(str(tmp_path / "out"), "test", 64, 64)) == 3
 
 
+def test_references_that_do_not_match_the_pairs_stop_bleu(prepared, tmp_path):
+  folder = shutil.copytree(prepared, tmp_path / "copy")
+  source = translation.ParallelSource(str(folder), 64, 64, 256)
+  sources, refs = source.raw_pairs("test")
+  assert len(sources) == len(refs) == 20
+  with open(folder / "test.tgt", "a", encoding="utf-8") as f:
+    f.write("one reference too many\n")
+  with pytest.raises(translation.TranslationDataError,
+                     match=r"inconsistent: its test split has 20 token pairs but test.src "
+                           r"holds 20 source lines and test.tgt 21 reference lines.*Prepare "
+                           "it again"):
+    source.raw_pairs("test")
+
+
+def test_tokenized_bleu_tokenises_splits_compounds_and_scores_as_multi_bleu():
+  ref, hyp = "Sie sah einen Anti-Kriegs-Film.", "Sie sah einen Kriegs-Film."
+  assert translation_eval.paper_tokens(ref, "de") == (
+      "Sie sah einen Anti ##AT##-##AT## Kriegs ##AT##-##AT## Film .")
+  assert translation_eval.paper_tokens(ref, "en") == "Sie sah einen Anti-Kriegs-Film ."
+  assert translation_eval.paper_tokens('a "b", c-d', "de") == 'a " b " , c ##AT##-##AT## d'
+  # German: 9 reference and 7 hypothesis tokens; n-gram matches 7/7, 5/6, 3/5, 1/4.
+  want = math.exp(1 - 9 / 7) * (7 / 7 * 5 / 6 * 3 / 5 * 1 / 4) ** 0.25 * 100
+  assert translation_eval.tokenized_bleu([hyp], [ref], "de") == pytest.approx(want)
+  # Unsplit (English rules), no 4-gram matches: 0, as multi-bleu.perl (no smoothing).
+  assert translation_eval.tokenized_bleu([hyp], [ref], "en") == 0.0
+  # Equal lengths: 4/5, 3/4, 2/3, 1/2 of the n-grams match; with the period split off,
+  # 5/6, 3/5, 2/4, 1/3.
+  assert translation_eval.tokenized_bleu(["a b c d f"], ["a b c d e"], "en") == (
+      pytest.approx((4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25 * 100))
+  assert translation_eval.tokenized_bleu(["a b c d f."], ["a b c d e."], "de") == (
+      pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25 * 100))
+  method = translation_eval.tokenized_bleu_method("de")
+  assert "13a" in method and "##AT##-##AT##" in method and "tok:none|smooth:none" in method
+  assert "##AT##" not in translation_eval.tokenized_bleu_method("en")
+  assert translation_eval.bleu_signature(translation_eval.SACREBLEU).startswith(
+      "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+
+
+def test_the_translations_file_is_one_record_per_line_for_any_line_splitter(tmp_path):
+  records = [{"index": i, "source": f"s{c}", "reference": f"r{c}\n", "hypothesis": "h\u00e4"}
+             for i, c in enumerate(INSIDE + ("\r", "\n"))]
+  path = tmp_path / "t.jsonl"
+  translation_eval.write_translations(path, records)
+  text = path.read_text(encoding="utf-8")
+  assert len(text.splitlines()) == len(records) and "\u00e4" in text  # readable UTF-8
+  assert [json.loads(line) for line in text.splitlines()] == records
+
+
 def _seq2seq_config(folder, steps=6):
   c = base_config()
   c.task, c.objective, c.translation_dir = "translation", "seq2seq", str(folder)
@@ -250,6 +301,21 @@ def test_a_translation_run_resumes_bit_exactly_and_reports_bleu(prepared, tmp_pa
   solo, solo_truncated = translate_sentences(trainer, params, sources[:1])
   assert translate_sentences(trainer, params, ["", sources[0], " "]) == (
       ["", solo[0], ""], solo_truncated)
+  # The test translations, one record per pair, and how BLEU was computed.
+  records = [json.loads(line) for line in
+             (tmp_path / "straight" / "test_translations.jsonl").read_text().splitlines()]
+  assert straight["test_translations"] == "test_translations.jsonl"
+  assert [r["index"] for r in records] == list(range(20))
+  assert [r["source"] for r in records] == translation.raw_sentences(prepared, "test",
+                                                                      "source")
+  refs = translation.raw_sentences(prepared, "test", "target")
+  assert [r["reference"] for r in records] == refs
+  hyps = [r["hypothesis"] for r in records]
+  assert translation_eval.corpus_bleu(hyps, refs, {}) == straight["test_bleu"]
+  assert translation_eval.tokenized_bleu(hyps, refs, "tgt") == straight[
+      "test_tokenized_bleu"]
+  assert straight["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp")
+  assert straight["tokenized_bleu_method"] == translation_eval.tokenized_bleu_method("tgt")
   # translate.py: as many lines out as in; U+2028, U+0085 and a form feed stay inside
   # their line; empty and blank lines stay empty.
   text = "".join(f"{line}\n" for line in (
