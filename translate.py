@@ -5,8 +5,11 @@
         [--checkpoint best|latest|STEP] [--beam_size 5] [--length_penalty 0.6]
 
 One source sentence per line, raw text (the workdir's SentencePiece model tokenises it);
-one translation per line out, in the same order. The configuration is read from the
-workdir, so the model is rebuilt exactly as trained.
+one translation per line out, in the same order: as many lines out as in. Lines end at
+"\n" alone (a CRLF file's "\r\n" too); U+2028, U+0085, a form feed or a lone "\r"
+belongs to its sentence. An empty (or blank) line gives an empty line. Input and output
+are UTF-8. The configuration is read from the workdir, so the model is rebuilt exactly as
+trained.
 """
 
 import os
@@ -26,6 +29,7 @@ _LENPEN = flags.DEFINE_float("length_penalty", None, "length penalty (default: c
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  from luna_jax.data.lines import join_lines, one_line, split_lines
   from luna_jax.training.evaluate import load_run_and_params
   from luna_jax.training.translate import translate_sentences
 
@@ -36,19 +40,23 @@ def main(argv):
   trainer, params = load_run_and_params(_WORKDIR.value, _CHECKPOINT.value,
                                         translation_overrides=overrides)
   if _INPUT.value == "-":
-    text = sys.stdin.read()
+    data = sys.stdin.buffer.read()
   elif not os.path.isfile(_INPUT.value):
     raise errors.MissingDataError(f"--input {_INPUT.value} does not exist.")
   else:
-    with open(_INPUT.value, encoding="utf-8") as f:
-      text = f.read()
-  sentences = text.splitlines()
+    with open(_INPUT.value, "rb") as f:
+      data = f.read()
+  try:
+    sentences = split_lines(data.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    raise errors.DataError(f"--input {_INPUT.value} is not UTF-8 text ({e}).") from None
   translations, truncated = translate_sentences(trainer, params, sentences)
-  result = "".join(f"{t}\n" for t in translations)
+  result = join_lines(one_line(t) for t in translations).encode("utf-8")
   if _OUTPUT.value == "-":
-    sys.stdout.write(result)
+    sys.stdout.buffer.write(result)
+    sys.stdout.buffer.flush()
   else:
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
+    with open(_OUTPUT.value, "wb") as f:
       f.write(result)
   if truncated:
     print(f"{truncated} of {len(sentences)} sources were longer than max_source_len="

@@ -46,6 +46,9 @@ GPU: --config.optimizer.grad_accum_steps=8) to keep that micro-batch size.
     20,000 updates, 30K in all; fairseq's ends at --min-lr 1e-9, this one at 0).
     Published BLEU (Wu et al. 2019, big, newstest2014): DynamicConv 29.7, LightConv 28.9.
   None of these has been trained here: they need an accelerator (no GPU was lent).
+  The published figures are tokenised BLEU with German compounds split: compare them
+  with summary.json's test_tokenized_bleu (its method in tokenized_bleu_method), not
+  with test_bleu (sacreBLEU, signature in bleu_signature).
 
 CPU variant (offline: generates a reordering task, data/toy_translation.py, in
 ~/translation_cpu on first use):

@@ -1,14 +1,17 @@
 """Translation data (the generated task, preparation, pairs, token batches) and the
 seq2seq run: resume, BLEU in the summary, translate.py."""
 
+import json
+import math
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from luna_jax.data import toy_translation, translation
-from luna_jax.training import base_config, train_and_evaluate
+from luna_jax.data import lines, toy_translation, translation
+from luna_jax.training import base_config, train_and_evaluate, translation_eval
 from tests.training_fixtures import latest_params, train_killed_then_resumed
 
 SIZES = {"train": 300, "valid": 20, "test": 20}
@@ -137,6 +140,121 @@ def test_bad_parallel_text_gets_a_clear_message_without_a_traceback(tmp_path):
   assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
+# Characters str.splitlines breaks at, which belong inside a sentence.
+INSIDE = ("\u2028", "\x85", "\x0c", "\x0b", "\x1c", "\u2029")
+
+
+def test_lines_break_at_newline_alone():
+  assert lines.split_lines("") == [] and lines.split_lines("\n") == [""]
+  assert lines.split_lines("a\nb") == lines.split_lines("a\nb\n") == ["a", "b"]
+  assert lines.split_lines("a\r\nb\r\n\r\n") == ["a", "b", ""]  # CRLF
+  assert lines.split_lines("a\rb\r\r\n") == ["a\rb\r"]  # a lone CR stays in its line
+  text = "".join(f"x{c}y\n" for c in INSIDE)
+  assert len(text.splitlines()) == 2 * len(INSIDE)  # the flaw fixed here
+  assert lines.split_lines(text) == [f"x{c}y" for c in INSIDE]
+  assert lines.split_lines(lines.join_lines(["a", "", "b\u2028c"])) == ["a", "", "b\u2028c"]
+  assert lines.join_lines([]) == ""
+  assert lines.one_line("a\r\nb\nc\rd\u2028e") == "a b c d\u2028e"
+  for bad in ("a\nb", "a\r"):
+    with pytest.raises(ValueError, match="line break"):
+      lines.join_lines(["ok", bad])
+
+
+def _small_pairs(n, seed):
+  rng, lex = np.random.default_rng(seed), toy_translation.lexicon(0)
+  pairs = [toy_translation.sentence_pair(rng, lex) for _ in range(n)]
+  return [s for s, _ in pairs], [t for _, t in pairs]
+
+
+def test_line_separators_inside_tfds_sentences_keep_pairs_and_references_aligned(
+    tmp_path, monkeypatch):
+  sources, targets = _small_pairs(12, 1)
+  targets[:len(INSIDE)] = [f"ka{c}mirun" for c in INSIDE]
+  targets[6], targets[7], sources[8] = "a\nb", "c\r\nd", "e\rf"  # line breaks in a sentence
+  splits = {"train": _small_pairs(40, 0), "validation": (sources[:4], targets[:4]),
+            "test": (sources, targets)}
+  monkeypatch.setattr(translation, "read_tfds_pairs", lambda *a: splits)
+  meta = translation.prepare_translation("tfds:fake", tmp_path, src="en", tgt="de",
+                                         vocab_size=60)
+  assert meta["splits"]["test"]["sentences"] == 12
+  want = {"source": [lines.one_line(s) for s in sources],
+          "target": [lines.one_line(t) for t in targets]}
+  assert want["target"][6:8] == ["a b", "c d"] and want["source"][8] == "e f"
+  for side in ("source", "target"):
+    assert translation.raw_sentences(tmp_path, "test", side) == want[side]
+  pairs = translation.TranslationPairs(str(tmp_path), "test", 64, 64)
+  assert len(pairs) == 12
+  source = translation.ParallelSource(str(tmp_path), 64, 64, 256)
+  assert source.raw_pairs("test") == (want["source"], want["target"])
+  tokenizer = translation.load_tokenizer(tmp_path)
+  for i in range(6, 12):  # plain text decodes to its reference
+    assert tokenizer.decode(pairs.ids(i, "target")[:-1]) == want["target"][i]
+
+
+def test_a_parallel_folder_with_separators_inside_lines_and_crlf_files_is_read(tmp_path):
+  folder = toy_translation.write_parallel_text(tmp_path / "raw", {"train": 40, "valid": 3,
+                                                                    "test": 3})
+  (folder / "test.src").write_bytes("one\x0ctwo\nthree\u2028four\nfive\x85six\n".encode())
+  (folder / "test.tgt").write_bytes(b"uno\r\ndos\rzwei\r\ntres\r\n")  # CRLF, a lone CR
+  got = translation.read_parallel_folder(folder, "src", "tgt")["test"]
+  assert got == (["one\x0ctwo", "three\u2028four", "five\x85six"],
+                 ["uno", "dos\rzwei", "tres"])
+  translation.prepare_translation(str(folder), tmp_path / "out", src="src", tgt="tgt",
+                                  vocab_size=60)
+  assert translation.raw_sentences(tmp_path / "out", "test", "source") == got[0]
+  assert translation.raw_sentences(tmp_path / "out", "test", "target") == [
+      "uno", "dos zwei", "tres"]
+  assert len(translation.TranslationPairs(str(tmp_path / "out"), "test", 64, 64)) == 3
+
+
+def test_references_that_do_not_match_the_pairs_stop_bleu(prepared, tmp_path):
+  folder = shutil.copytree(prepared, tmp_path / "copy")
+  source = translation.ParallelSource(str(folder), 64, 64, 256)
+  sources, refs = source.raw_pairs("test")
+  assert len(sources) == len(refs) == 20
+  with open(folder / "test.tgt", "a", encoding="utf-8") as f:
+    f.write("one reference too many\n")
+  with pytest.raises(translation.TranslationDataError,
+                     match=r"inconsistent: its test split has 20 token pairs but test.src "
+                           r"holds 20 source lines and test.tgt 21 reference lines.*Prepare "
+                           "it again"):
+    source.raw_pairs("test")
+
+
+def test_tokenized_bleu_tokenises_splits_compounds_and_scores_as_multi_bleu():
+  ref, hyp = "Sie sah einen Anti-Kriegs-Film.", "Sie sah einen Kriegs-Film."
+  assert translation_eval.paper_tokens(ref, "de") == (
+      "Sie sah einen Anti ##AT##-##AT## Kriegs ##AT##-##AT## Film .")
+  assert translation_eval.paper_tokens(ref, "en") == "Sie sah einen Anti-Kriegs-Film ."
+  assert translation_eval.paper_tokens('a "b", c-d', "de") == 'a " b " , c ##AT##-##AT## d'
+  # German: 9 reference and 7 hypothesis tokens; n-gram matches 7/7, 5/6, 3/5, 1/4.
+  want = math.exp(1 - 9 / 7) * (7 / 7 * 5 / 6 * 3 / 5 * 1 / 4) ** 0.25 * 100
+  assert translation_eval.tokenized_bleu([hyp], [ref], "de") == pytest.approx(want)
+  # Unsplit (English rules), no 4-gram matches: 0, as multi-bleu.perl (no smoothing).
+  assert translation_eval.tokenized_bleu([hyp], [ref], "en") == 0.0
+  # Equal lengths: 4/5, 3/4, 2/3, 1/2 of the n-grams match; with the period split off,
+  # 5/6, 3/5, 2/4, 1/3.
+  assert translation_eval.tokenized_bleu(["a b c d f"], ["a b c d e"], "en") == (
+      pytest.approx((4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25 * 100))
+  assert translation_eval.tokenized_bleu(["a b c d f."], ["a b c d e."], "de") == (
+      pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25 * 100))
+  method = translation_eval.tokenized_bleu_method("de")
+  assert "13a" in method and "##AT##-##AT##" in method and "tok:none|smooth:none" in method
+  assert "##AT##" not in translation_eval.tokenized_bleu_method("en")
+  assert translation_eval.bleu_signature(translation_eval.SACREBLEU).startswith(
+      "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+
+
+def test_the_translations_file_is_one_record_per_line_for_any_line_splitter(tmp_path):
+  records = [{"index": i, "source": f"s{c}", "reference": f"r{c}\n", "hypothesis": "h\u00e4"}
+             for i, c in enumerate(INSIDE + ("\r", "\n"))]
+  path = tmp_path / "t.jsonl"
+  translation_eval.write_translations(path, records)
+  text = path.read_text(encoding="utf-8")
+  assert len(text.splitlines()) == len(records) and "\u00e4" in text  # readable UTF-8
+  assert [json.loads(line) for line in text.splitlines()] == records
+
+
 def _seq2seq_config(folder, steps=6):
   c = base_config()
   c.task, c.objective, c.translation_dir = "translation", "seq2seq", str(folder)
@@ -179,6 +297,34 @@ def test_a_translation_run_resumes_bit_exactly_and_reports_bleu(prepared, tmp_pa
                           capture_output=True, text=True, input="a cat\n")
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "train.py workdir" in result.stderr
+  # An empty (or blank) line translates to an empty line, without the model.
+  solo, solo_truncated = translate_sentences(trainer, params, sources[:1])
+  assert translate_sentences(trainer, params, ["", sources[0], " "]) == (
+      ["", solo[0], ""], solo_truncated)
+  # The test translations, one record per pair, and how BLEU was computed.
+  records = [json.loads(line) for line in
+             (tmp_path / "straight" / "test_translations.jsonl").read_text().splitlines()]
+  assert straight["test_translations"] == "test_translations.jsonl"
+  assert [r["index"] for r in records] == list(range(20))
+  assert [r["source"] for r in records] == translation.raw_sentences(prepared, "test",
+                                                                      "source")
+  refs = translation.raw_sentences(prepared, "test", "target")
+  assert [r["reference"] for r in records] == refs
+  hyps = [r["hypothesis"] for r in records]
+  assert translation_eval.corpus_bleu(hyps, refs, {}) == straight["test_bleu"]
+  assert translation_eval.tokenized_bleu(hyps, refs, "tgt") == straight[
+      "test_tokenized_bleu"]
+  assert straight["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp")
+  assert straight["tokenized_bleu_method"] == translation_eval.tokenized_bleu_method("tgt")
+  # translate.py: as many lines out as in; U+2028, U+0085 and a form feed stay inside
+  # their line; empty and blank lines stay empty.
+  text = "".join(f"{line}\n" for line in (
+      sources[0], "", f"{sources[1]}\u2028{sources[2]}", "a\x85cat\x0csees", "  ", "a dog"))
+  result = subprocess.run([sys.executable, "translate.py", "--workdir",
+                           str(tmp_path / "straight")], capture_output=True, input=text.encode())
+  assert result.returncode == 0, result.stderr.decode()
+  out = result.stdout.decode("utf-8").split("\n")
+  assert len(out) == 7 and out[-1] == "" and out[1] == out[4] == ""
 
 
 @pytest.mark.parametrize("variant", ["luna", "transformer", "lightconv", "lightconv_big",

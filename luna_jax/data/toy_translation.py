@@ -22,6 +22,8 @@ import pathlib
 
 import numpy as np
 
+from luna_jax.data import lines
+
 NOUNS = ("cat dog bird fish horse cow sheep goat mouse lion tiger bear wolf fox deer "
          "frog duck owl crow bee ant snake whale seal crab king queen child farmer "
          "teacher doctor baker sailor singer painter pilot judge poet monk").split()
@@ -78,6 +80,6 @@ def write_parallel_text(folder, sizes: dict[str, int], seed: int = 0,
   for split, n in sizes.items():
     rng = np.random.default_rng([seed, SPLIT_SIZES_SEEDS[split]])
     pairs = [sentence_pair(rng, lex) for _ in range(n)]
-    (folder / f"{split}.{src}").write_text("\n".join(s for s, _ in pairs) + "\n")
-    (folder / f"{split}.{tgt}").write_text("\n".join(t for _, t in pairs) + "\n")
+    lines.write_lines(folder / f"{split}.{src}", [s for s, _ in pairs])
+    lines.write_lines(folder / f"{split}.{tgt}", [t for _, t in pairs])
   return folder

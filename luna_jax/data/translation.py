@@ -12,6 +12,11 @@ both sides (SPLIT.source/target.tokens.npy and .offsets.npy), the raw sentences
 (SPLIT.SRC and SPLIT.TGT: BLEU is computed on detokenised text against them), the model
 (spm.model) and translation.json.
 
+Lines are broken at "\n" alone (`lines`): U+2028, U+0085, a form feed or a lone "\r" is
+part of its sentence, and a CRLF file reads as its lines. A line break inside a sentence
+(a tfds sentence can hold one) becomes a space when the folder is prepared, so the raw
+files hold exactly one line per pair.
+
 Token ids: 0 padding, piece p -> p + 1, then BOS and EOS (`vocab.Vocab`); EOS ends every
 source and target. Batches (`TokenBatches`) hold about `max_tokens` tokens: pairs are
 bucketed by their longer side, each bucket's batches have rows * bucket length <=
@@ -28,6 +33,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from luna_jax import errors
+from luna_jax.data import lines as lines_lib
 from luna_jax.data import toy_translation
 from luna_jax.data import vocab as vocab_lib
 from luna_jax.data.source import BatchSpec, Feed
@@ -45,7 +51,13 @@ class TranslationDataError(errors.DataError):
 
 
 def _read_lines(path: pathlib.Path) -> list[str]:
-  return path.read_text(encoding="utf-8").splitlines()
+  """The file's lines, broken at "\n" only (`lines.read_lines`)."""
+  try:
+    return lines_lib.read_lines(path)
+  except FileNotFoundError:
+    raise TranslationDataError(f"{path} does not exist; prepare the folder again.") from None
+  except UnicodeDecodeError as e:
+    raise TranslationDataError(f"{path} is not UTF-8 text ({e}).") from None
 
 
 def read_parallel_folder(folder, src: str, tgt: str) -> dict[str, tuple[list, list]]:
@@ -99,6 +111,8 @@ def prepare_translation(source: str, out_dir, *, src: str, tgt: str, vocab_size:
     splits = read_tfds_pairs(source[5:], src, tgt, tfds_data_dir)
   else:
     splits = read_parallel_folder(source, src, tgt)
+  splits = {split: tuple([lines_lib.one_line(s) for s in side] for side in pair)
+            for split, pair in splits.items()}  # one line per sentence, whatever its text
   out = pathlib.Path(out_dir).expanduser()
   out.mkdir(parents=True, exist_ok=True)
   train_src, train_tgt = splits["train"]
@@ -112,7 +126,7 @@ def prepare_translation(source: str, out_dir, *, src: str, tgt: str, vocab_size:
       np.save(out / f"{split}.{side}.tokens.npy",
               np.concatenate(encoded).astype(np.int32) if encoded else np.zeros(0, np.int32))
       np.save(out / f"{split}.{side}.offsets.npy", offsets)
-      (out / f"{split}.{lang}").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+      lines_lib.write_lines(out / f"{split}.{lang}", sentences)
       sizes.setdefault(split, {"sentences": len(sentences)})[f"{side}_tokens"] = int(offsets[-1])
   meta = {"source": str(source), "src": src, "tgt": tgt, "num_tokens": tok.num_tokens,
           "splits": sizes}
@@ -152,6 +166,21 @@ def raw_sentences(folder, split: str, side: str) -> list[str]:
   meta = read_meta(folder)
   lang = meta["src"] if side == "source" else meta["tgt"]
   return _read_lines(pathlib.Path(folder).expanduser() / f"{split}.{lang}")
+
+
+def raw_pairs(folder, split: str, num_pairs: int) -> tuple[list[str], list[str]]:
+  """The split's raw (sources, references), checked to number num_pairs each (the split's
+  token pairs), so that reference i is the reference of pair i."""
+  found = {side: raw_sentences(folder, split, side) for side in ("source", "target")}
+  if any(len(s) != num_pairs for s in found.values()):
+    meta = read_meta(folder)
+    raise TranslationDataError(
+        f"{folder} is inconsistent: its {split} split has {num_pairs} token pairs but "
+        f"{split}.{meta['src']} holds {len(found['source'])} source lines and "
+        f"{split}.{meta['tgt']} {len(found['target'])} reference lines, so BLEU would "
+        "compare translations with the wrong references. Prepare it again (python -m "
+        "luna_jax.data prepare_translation ...).")
+  return found["source"], found["target"]
 
 
 @dataclasses.dataclass
@@ -351,3 +380,7 @@ class ParallelSource:
 
   def raw_sentences(self, split: str, side: str) -> list[str]:
     return raw_sentences(self.folder, split, side)
+
+  def raw_pairs(self, split: str) -> tuple[list[str], list[str]]:
+    """The split's raw (sources, references), as many as its pairs (`raw_pairs`)."""
+    return raw_pairs(self.folder, split, len(self.pairs(split)))

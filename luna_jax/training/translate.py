@@ -14,7 +14,16 @@ def translate_sentences(trainer, params, sentences: list[str], rows: int = 32
                         ) -> tuple[list[str], int]:
   """(translations in the input order, how many sources were truncated to fit the
   model's max_source_len). Sentences are sorted by length and batched in the lengths of
-  the training buckets, so few shapes compile."""
+  the training buckets, so few shapes compile. An empty (or blank) sentence translates to
+  "" without the model, which would make up a translation of nothing."""
+  filled = [i for i, s in enumerate(sentences) if s.strip()]
+  if len(filled) < len(sentences):
+    out, truncated = translate_sentences(trainer, params, [sentences[i] for i in filled],
+                                         rows)
+    translations = [""] * len(sentences)
+    for i, translated in zip(filled, out, strict=True):
+      translations[i] = translated
+    return translations, truncated
   run = trainer.run
   if not isinstance(run.workload, Translation):
     raise errors.ConfigError(f"{run.workdir} holds a {run.config.objective} run "

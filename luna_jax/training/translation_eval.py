@@ -5,10 +5,16 @@ search through the decoder's caches (`luna_jax.models.seq2seq.generate`, at most
 a * source length + b tokens), detokenised by the SentencePiece model and scored with
 sacrebleu's corpus BLEU (its default 13a tokenisation) against the raw reference
 sentences. `copy_bleu` scores the raw source sentences as if they were translations: the
-floor a model must beat.
+floor a model must beat. `tokenized_bleu` is BLEU as the WMT'14 En-De papers report it:
+on tokenised text, German compounds split (`paper_tokens`), as multi-bleu.perl scores.
 """
 
 from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import re
 
 import jax
 import numpy as np
@@ -74,19 +80,104 @@ def translate_split(run, params, split: str, limit: int = 0, to_global=None) -> 
   return out
 
 
-def bleu_metrics(trainer, params, split: str, limit: int = 0) -> dict:
-  """{"bleu", "copy_bleu", "bleu_sentences"} on the split (its first `limit` pairs)."""
+TRANSLATIONS_FILE = "{split}_translations.jsonl"  # in the workdir, per split tested
+# sacreBLEU's settings: its defaults (13a tokenisation of detokenised text, case-sensitive,
+# exponential smoothing), as reported with the signature in summary.json.
+SACREBLEU: dict = {}
+# BLEU as multi-bleu.perl computes it, on text tokenised beforehand (`paper_tokens`):
+# whitespace-split tokens, case-sensitive, no smoothing (0 when an n-gram order has no
+# match).
+TOKENIZED: dict = {"tokenize": "none", "smooth_method": "none"}
+# German compounds split as tensor2tensor's get_ende_bleu.sh and fairseq's
+# compound_split_bleu.sh do (perl -ple 's{(\S)-(\S)}{$1 ##AT##-##AT## $2}g').
+_COMPOUND = re.compile(r"(\S)-(\S)")
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str], settings: dict) -> float:
+  """sacrebleu's corpus BLEU with one reference per hypothesis."""
+  from sacrebleu.metrics import BLEU
+
+  return BLEU(**settings).corpus_score(hypotheses, [references]).score
+
+
+def bleu_signature(settings: dict) -> str:
+  """sacreBLEU's signature of BLEU with these settings and one reference per sentence,
+  e.g. nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0."""
+  from sacrebleu.metrics import BLEU
+
+  bleu = BLEU(**settings)
+  bleu.corpus_score(["a"], [["a"]])  # sacrebleu knows nrefs, and signs, after a score
+  return str(bleu.get_signature())
+
+
+def splits_compounds(tgt: str) -> bool:
+  """Whether the target language is German, whose compounds the papers split."""
+  return tgt.lower().replace("_", "-").split("-")[0] in ("de", "deu", "ger", "german")
+
+
+@functools.cache
+def _tokenizer_13a():
+  from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+  return Tokenizer13a()
+
+
+def paper_tokens(sentence: str, tgt: str) -> str:
+  """sentence as the published WMT'14 En-De BLEU tokenises it: sacrebleu's 13a tokeniser
+  (mteval-v13a, standing in for the Moses tokenizer, not installed here), then for a
+  German target each hyphen between two non-spaces split off as ##AT##-##AT##."""
+  tokens = _tokenizer_13a()(sentence)
+  if splits_compounds(tgt):
+    tokens = _COMPOUND.sub(r"\1 ##AT##-##AT## \2", tokens)
+  return tokens
+
+
+def tokenized_bleu(hypotheses: list[str], references: list[str], tgt: str) -> float:
+  """BLEU as the papers report it (`paper_tokens` on both sides, then `TOKENIZED`)."""
+  return corpus_bleu([paper_tokens(h, tgt) for h in hypotheses],
+                     [paper_tokens(r, tgt) for r in references], TOKENIZED)
+
+
+def tokenized_bleu_method(tgt: str) -> str:
+  """How `tokenized_bleu` is computed for target language tgt, in words."""
   import sacrebleu
 
+  compounds = (", then compound splitting s{(\\S)-(\\S)}{$1 ##AT##-##AT## $2}g (German "
+               "target)" if splits_compounds(tgt) else "")
+  return (f"hypotheses and references tokenised by sacrebleu {sacrebleu.__version__}'s 13a "
+          f"tokeniser (mteval-v13a; no Moses tokenizer installed){compounds}; BLEU on the "
+          f"tokens as multi-bleu.perl: {bleu_signature(TOKENIZED)}")
+
+
+def write_translations(path, records: list[dict]) -> None:
+  """JSON lines, one {"index", "source", "reference", "hypothesis"} record per pair. JSON
+  escapes line breaks, and U+0085, U+2028 and U+2029 are escaped too, so no line splitter
+  can cut a record in two; each record names its pair, so nothing relies on line order."""
+  text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+  for char in ("\x85", "\u2028", "\u2029"):
+    text = text.replace(char, f"\\u{ord(char):04x}")  # only inside strings: valid JSON
+  pathlib.Path(path).write_text(text, encoding="utf-8", newline="")
+
+
+def bleu_metrics(trainer, params, split: str, limit: int = 0, *,
+                 translations_path=None) -> dict:
+  """{"bleu" (sacreBLEU), "tokenized_bleu" (as the papers), "copy_bleu", "bleu_sentences"}
+  on the split (its first `limit` pairs). The split's raw sources and references must be
+  as many as its pairs (else the folder is inconsistent: TranslationDataError).
+  translations_path: where to write each pair's source, reference and hypothesis
+  (`write_translations`)."""
   run = trainer.run
+  sources, refs = run.source.raw_pairs(split)
   hypotheses = translate_split(run, params, split, limit, trainer.to_global)
   tokenizer = run.source.tokenizer()
   order = sorted(hypotheses)
-  refs = run.source.raw_sentences(split, "target")
-  sources = run.source.raw_sentences(split, "source")
   hyps = [tokenizer.decode(hypotheses[i]) for i in order]
   chosen_refs = [refs[i] for i in order]
-  return {"bleu": sacrebleu.corpus_bleu(hyps, [chosen_refs]).score,
-          "copy_bleu": sacrebleu.corpus_bleu([sources[i] for i in order],
-                                             [chosen_refs]).score,
+  if translations_path is not None:
+    write_translations(translations_path, [
+        {"index": i, "source": sources[i], "reference": refs[i], "hypothesis": h}
+        for i, h in zip(order, hyps, strict=True)])
+  return {"bleu": corpus_bleu(hyps, chosen_refs, SACREBLEU),
+          "tokenized_bleu": tokenized_bleu(hyps, chosen_refs, run.source.provenance()["tgt"]),
+          "copy_bleu": corpus_bleu([sources[i] for i in order], chosen_refs, SACREBLEU),
           "bleu_sentences": float(len(order))}

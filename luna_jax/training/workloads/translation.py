@@ -121,11 +121,18 @@ class Translation(Workload):
 
   def extra_metrics(self, trainer, params, split: str, validation: bool) -> dict:
     """BLEU of the generated translations (validation: of the first
-    translation.val_bleu_sentences pairs; none when it is -1)."""
-    limit = trainer.run.config.translation.val_bleu_sentences if validation else 0
+    translation.val_bleu_sentences pairs; none when it is -1). A test pass (and eval.py)
+    translates the whole split and the lead process writes its translations to
+    WORKDIR/SPLIT_translations.jsonl."""
+    run = trainer.run
+    limit = run.config.translation.val_bleu_sentences if validation else 0
     if limit < 0:
       return {}
-    return translation_eval.bleu_metrics(trainer, params, split, limit)
+    path = None
+    if not validation and run.lead:
+      path = run.workdir / translation_eval.TRANSLATIONS_FILE.format(split=split)
+    return translation_eval.bleu_metrics(trainer, params, split, limit,
+                                         translations_path=path)
 
   def extra_programs(self, trainer, batch: dict) -> list:
     """Beam search over the longest bucket's sources."""
@@ -136,9 +143,14 @@ class Translation(Workload):
              (trainer.abstract_state.params, batch["source"]))]
 
   def summary_extras(self, run, test: dict) -> dict:
-    """Copying the source's BLEU (the floor a model must beat) and how many pairs of
-    each split did not fit the model."""
+    """Copying the source's BLEU (the floor a model must beat), how BLEU was computed
+    (sacreBLEU's signature, the tokenised BLEU's method), the file of test translations
+    and how many pairs of each split did not fit the model."""
+    tgt = run.source.provenance()["tgt"]
     return {"copy_bleu": test["copy_bleu"],
+            "bleu_signature": translation_eval.bleu_signature(translation_eval.SACREBLEU),
+            "tokenized_bleu_method": translation_eval.tokenized_bleu_method(tgt),
+            "test_translations": translation_eval.TRANSLATIONS_FILE.format(split="test"),
             "test_truncated_pairs": {s: run.source.pairs(s).truncated
                                      for s in ("train", "validation", "test")}}
 
