@@ -139,13 +139,17 @@ def test_a_target_position_sees_no_later_target_token():
   assert not np.allclose(after[:, 5:], before[:, 5:])
 
 
-def test_greedy_generation_equals_rerunning_the_prefix():
+@pytest.mark.parametrize("search,min_len", [("gnmt", 0), ("fairseq", 1), ("fairseq", 3)])
+def test_greedy_generation_equals_rerunning_the_prefix(search, min_len):
   """Greedy search through the caches gives the tokens of taking the argmax of a full
-  teacher-forced pass over the prefix at every step; a beam of one gives the same."""
+  teacher-forced pass over the prefix at every step, under the search's rules (fairseq:
+  no EOS before min_len, EOS forced at each row's cap); a beam of one gives the same."""
   model = _model("luna")
   source = _tokens(6, 2, 9, pad_from=6)
   params = model.init(jax.random.key(6), source, _tokens(7, 2, 8))["params"]
-  kw = dict(max_len=8, bos_id=BOS, eos_id=EOS)
+  caps = np.asarray([7, 4]) if search == "fairseq" else np.asarray([7, 7])
+  kw = dict(max_len=8, bos_id=BOS, eos_id=EOS, search=search, min_len=min_len,
+            max_len_B=jnp.asarray(caps))
   greedy = jax.jit(lambda p, s: seq2seq.generate(model, p, s, **kw))(params, source)
   beam1 = jax.jit(lambda p, s: seq2seq.generate(model, p, s, beam_size=1, **kw))(params, source)
   np.testing.assert_array_equal(greedy, beam1)
@@ -158,32 +162,43 @@ def test_greedy_generation_equals_rerunning_the_prefix():
   for t in range(8):
     logits = np.asarray(full(jnp.asarray(prefix))[:, t]).copy()
     logits[:, [0, BOS]] = -np.inf
+    if t < min_len:
+      logits[:, EOS] = -np.inf
+    if search == "fairseq":  # only EOS at the cap
+      logits[t >= caps] = np.where(np.arange(VOCAB) == EOS, 0.0, -np.inf)
     token = np.where(done, 0, np.argmax(logits, -1))
     want[:, t] = token
-    done |= token == EOS
+    done |= (token == EOS) | (t >= caps)
     if t + 1 < 8:
       prefix[:, t + 1] = np.where(done, 0, token)
   np.testing.assert_array_equal(greedy, want)
+  if search == "fairseq":
+    assert (want == EOS).sum() == 2 and (want[1, 5:] == 0).all()
 
 
-def test_beam_search_through_the_caches_equals_rerunning_the_prefix():
+@pytest.mark.parametrize("search", ["fairseq", "gnmt"])
+def test_beam_search_through_the_caches_equals_rerunning_the_prefix(search):
   """Beam search reorders every cache by parent beam: its hypotheses equal those of a
-  step function that re-runs the whole prefix through the full model at each step."""
+  step function that re-runs the whole prefix through the full model at each step.
+  Padding and BOS: GNMT's masked before the log-softmax, fairseq's banned after it."""
   from luna_jax import decoding
 
   model = _model("luna")
   source = _tokens(8, 2, 9, pad_from=4)
   params = model.init(jax.random.key(7), source, _tokens(9, 2, 8))["params"]
   k, max_len = 3, 8
-  kw = dict(batch=2, beam_size=k, max_len=max_len, bos_id=BOS, eos_id=EOS, length_penalty=1.0)
+  never, banned = ((0, BOS), ()) if search == "gnmt" else ((), (0, BOS))
+  kw = dict(batch=2, beam_size=k, max_len=max_len, bos_id=BOS, eos_id=EOS, length_penalty=1.0,
+            search=search, banned=banned, max_len_B=jnp.asarray([7, 5]))
   rows = jnp.repeat(source, k, axis=0)
 
   def rerun(state, tokens_R):
     prefix_RxT, t = state
     prefix_RxT = prefix_RxT.at[:, t].set(tokens_R)
-    logits = model.apply({"params": params}, rows, prefix_RxT)[:, t]
-    logits = jnp.where(jnp.isin(jnp.arange(VOCAB), jnp.asarray([0, BOS])), common.MASK_VALUE,
-                       logits)
+    logits = model.apply({"params": params}, rows, prefix_RxT)[:, t].astype(jnp.float32)
+    if never:
+      logits = jnp.where(jnp.isin(jnp.arange(VOCAB), jnp.asarray(never)), common.MASK_VALUE,
+                         logits)
     return jax.nn.log_softmax(logits, axis=-1), (prefix_RxT, t + 1)
 
   want, want_scores = jax.jit(lambda: decoding.beam_search(
@@ -195,9 +210,72 @@ def test_beam_search_through_the_caches_equals_rerunning_the_prefix():
       seq2seq.initial_cache(model, params, encoded, 2 * k, max_len))
   assert static and "cross_static" not in str(jax.tree_util.tree_structure(changing))
   got, got_scores = jax.jit(lambda: decoding.beam_search(
-      seq2seq.step_function(model, params, encoded, (0, BOS), static), changing, **kw))()
+      seq2seq.step_function(model, params, encoded, never, static), changing, **kw))()
   np.testing.assert_array_equal(got, want)
   np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)  # float32 sums
+  assert (np.asarray(got)[1, :, 6:] == 0).all()  # the second example's cap: 5 + EOS
+
+
+def test_caps_come_from_each_source_alone():
+  """int(a * length + b) of each row's real length (EOS included, padding not), at most
+  the limit, at least 0; the same for any padded width and any other row."""
+  source = np.zeros((4, 12), np.int32)
+  for row, length in enumerate([1, 5, 9, 12]):
+    source[row, :length - 1], source[row, length - 1] = 3, EOS
+  for a, b, limit in [(1.2, 10, 255), (1.2, 10, 15), (0.5, -3, 100), (0.0, 4, 7)]:
+    want = [max(0, min(limit, int(a * n + b))) for n in (1, 5, 9, 12)]
+    np.testing.assert_array_equal(seq2seq.caps_from_sources(source, a, b, limit), want)
+    wider = np.pad(source[:2], ((0, 0), (0, 20)))
+    np.testing.assert_array_equal(seq2seq.caps_from_sources(wider, a, b, limit), want[:2])
+    assert [seq2seq.length_cap(n, a, b, limit) for n in (1, 5, 9, 12)] == want
+
+
+def _eval_run(model, batches, **translation):
+  """A stand-in for a training run: what translation_eval reads of one."""
+  import types
+
+  import ml_collections
+
+  settings = dict(max_target_len=model.max_target_len, search="fairseq", beam_size=2,
+                  length_penalty=0.6, min_len=1, max_len_a=1.0, max_len_b=0)
+  config = ml_collections.ConfigDict({"translation": {**settings, **translation}})
+  vocab = types.SimpleNamespace(cls_id=BOS, eos_id=EOS)
+  return types.SimpleNamespace(
+      config=config, model=model, source=types.SimpleNamespace(vocab=vocab),
+      dataset=lambda split, num_epochs, shuffle: iter(batches[split]))
+
+
+def test_a_long_reference_in_the_batch_changes_no_hypothesis():
+  """Two batches of the same pairs, but in one a third pair's long target puts them in
+  a wider bucket: translate_split gives the other pairs the same hypotheses (each cap
+  comes from its own source). A cap from the padded width, as before, changes them."""
+  from luna_jax.training import translation_eval
+
+  model = _model("transformer")
+  params = model.init(jax.random.key(12), _tokens(13, 2, 9), _tokens(14, 2, 8))["params"]
+  sources = [[3, 5, EOS], [4, 4, 6, EOS], [7, EOS]]
+  narrow, wide = np.zeros((3, 4), np.int32), np.zeros((3, 9), np.int32)
+  for row, ids in enumerate(sources):
+    narrow[row, :len(ids)] = wide[row, :len(ids)] = ids
+  index = np.arange(3, dtype=np.int32)
+  batches = {"short": [{"source": narrow[:2], "index": index[:2]}],
+             "long": [{"source": wide, "index": index}]}  # pair 2's target needs 9
+  for search in ("fairseq", "gnmt"):
+    run = _eval_run(model, batches, search=search)
+    short = translation_eval.translate_split(run, params, "short")
+    long = translation_eval.translate_split(run, params, "long")
+    assert short == {i: long[i] for i in (0, 1)}
+    # a = 1, b = 0: at most a source's length before EOS (GNMT: or cut one later)
+    assert all(len(short[i]) <= len(sources[i]) + (search == "gnmt") for i in (0, 1))
+    assert translation_eval.generation_length(run.config, 9) == 8  # buffer: 7 + EOS
+  # The old rule: one length per batch, min(max_target_len, a * padded width + b), so 4
+  # or 8 tokens here, EOS included.
+  kw = dict(bos_id=BOS, eos_id=EOS, beam_size=2, length_penalty=0.6, search="gnmt",
+            min_len=0)
+  old_short = seq2seq.generate(model, params, jnp.asarray(narrow[:2]), max_len=4, **kw)
+  old_long = seq2seq.generate(model, params, jnp.asarray(wide), max_len=8, **kw)
+  assert not np.array_equal(np.pad(np.asarray(old_short), ((0, 0), (0, 4))),
+                            np.asarray(old_long)[:2])
 
 
 def test_too_long_inputs_raise_a_clear_error():

@@ -349,3 +349,15 @@ def test_the_wmt_configs_validate_and_build_their_models(prepared, variant):
     assert (c.model.num_layers, c.translation.decoder_layers) == (7, 6)
   if variant == "luna":
     assert (c.model.luna.proj_len, c.model.luna.tied_kv) == (32, True)
+
+
+@pytest.mark.parametrize("key,value", [("search", "greedy"), ("min_len", 16),
+                                       ("min_len", -1)])
+def test_generation_settings_are_checked(tmp_path, key, value):
+  from luna_jax import errors
+  from luna_jax.training.config import validate
+
+  c = _seq2seq_config(tmp_path)  # max_target_len 16: min_len 15 at most
+  c.translation[key] = value
+  with pytest.raises(errors.ConfigError, match=f"translation.{key}="):
+    validate(c, num_devices=1)

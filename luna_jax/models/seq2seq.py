@@ -323,43 +323,76 @@ def merge_cache(changing, static) -> dict:
 def step_function(model: Seq2SeqModel, params, encoded: dict,
                   never: tuple[int, ...] = (0,), static: Optional[dict] = None):
   """decoding.StepFn over the decoder's caches: (cache, tokens (R,)) -> (log probs (R, V),
-  cache), with the encoder output of the R rows closed over; ids in `never` (padding,
-  BOS) get log probability -inf-like, so they are never generated. static: the cache's
-  source-only entries (`split_cache`), closed over too, so that the state a beam search
-  reorders after every step holds only what the steps change."""
+  cache), with the encoder output of the R rows closed over; ids in `never` get a
+  -inf-like logit before the log-softmax, which renormalises the others (the GNMT search's
+  way; fairseq's search passes none here and bans them after, `decoding.beam_search`'s
+  `banned`). static: the cache's source-only entries (`split_cache`), closed over too, so
+  that the state a beam search reorders after every step holds only what the steps
+  change."""
   decoder = model.clone(decode=True)
-  banned_V = jnp.zeros((model.vocab_size,), bool).at[jnp.asarray(never)].set(True)
+  banned_V = jnp.zeros((model.vocab_size,), bool).at[jnp.asarray(never, jnp.int32)].set(True)
 
   def step(cache, tokens_R):
     full = cache if static is None else merge_cache(cache, static)
     logits, variables = decoder.apply({"params": params, "cache": full}, tokens_R[:, None],
                                       encoded, method=Seq2SeqModel.decode_logits,
                                       mutable=["cache"])
-    logits_RxV = jnp.where(banned_V, common.MASK_VALUE, logits[:, 0].astype(jnp.float32))
+    logits_RxV = logits[:, 0].astype(jnp.float32)
+    if never:
+      logits_RxV = jnp.where(banned_V, common.MASK_VALUE, logits_RxV)
     cache = variables["cache"] if static is None else split_cache(variables["cache"])[0]
     return jax.nn.log_softmax(logits_RxV, axis=-1), cache
 
   return step
 
 
+def length_cap(source_len: int, a: float, b: float, limit: int) -> int:
+  """The tokens a translation of a source of `source_len` tokens (its EOS included, as
+  fairseq's src_tokens hold it) may have before its own EOS: int(a * source_len + b), as
+  fairseq's SequenceGenerator, at most `limit` (max_target_len - 1: room for the EOS),
+  at least 0."""
+  return max(0, min(int(limit), int(a * source_len + b)))
+
+
+def caps_from_sources(source_BxS: Array, a: float, b: float, limit: int) -> Array:
+  """(B,) int32: each row's `length_cap` from its own source's real length (its
+  non-padding tokens), so that no other row of the batch, nor the batch's padded width,
+  changes it. Traceable: the caps of every length up to the static width are a table."""
+  table = [length_cap(n, a, b, limit) for n in range(source_BxS.shape[-1] + 1)]
+  return jnp.asarray(table, jnp.int32)[jnp.sum(source_BxS != 0, axis=-1)]
+
+
 def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bos_id: int,
-             eos_id: int, beam_size: int = 1, length_penalty: float = 1.0) -> Array:
+             eos_id: int, beam_size: int = 1, length_penalty: float = 1.0,
+             search: str = "fairseq", min_len: int = 1,
+             max_len_B: Optional[Array] = None) -> Array:
   """Translations (B, max_len) of the sources: EOS-terminated, then padding. Greedy for
-  beam_size 1, else the best hypothesis of beam search. Jit it (fixed shapes)."""
+  beam_size 1, else the best hypothesis of beam search, under fairseq's rules or GNMT's
+  (`search`, `luna_jax.decoding`). Jit it (fixed shapes).
+
+  max_len: the output buffer (tokens per row, EOS included), at most the model's
+  max_target_len. max_len_B: each row's cap on the tokens before its EOS (int (B,), e.g.
+  `caps_from_sources`; None: max_len - 1 for every row). min_len: EOS is banned before
+  this many tokens. Padding and BOS are never generated: "fairseq" sets their log
+  probability to -inf after the full log-softmax, "gnmt" masks them before it.
+  """
   if max_len > model.max_target_len:
     raise ValueError(f"max_len={max_len} exceeds the model's max_target_len="
                      f"{model.max_target_len}.")
+  decoding.check_search(search)
   encoded = model.apply({"params": params}, source_BxS, method=Seq2SeqModel.encode)
   b = source_BxS.shape[0]
   never = (0, bos_id)
+  step_never, banned = (never, ()) if search == "gnmt" else ((), never)
+  kw = dict(max_len=max_len, bos_id=bos_id, eos_id=eos_id, search=search, min_len=min_len,
+            max_len_B=max_len_B, banned=banned)
   if beam_size == 1:
     cache, static = split_cache(initial_cache(model, params, encoded, b, max_len))
-    return decoding.greedy_search(step_function(model, params, encoded, never, static), cache,
-                                  batch=b, max_len=max_len, bos_id=bos_id, eos_id=eos_id)
+    return decoding.greedy_search(step_function(model, params, encoded, step_never, static),
+                                  cache, batch=b, **kw)
   encoded = jax.tree.map(lambda a: jnp.repeat(a, beam_size, axis=0), encoded)
   cache, static = split_cache(initial_cache(model, params, encoded, b * beam_size, max_len))
   tokens, _ = decoding.beam_search(
-      step_function(model, params, encoded, never, static), cache, batch=b,
-      beam_size=beam_size,
-      max_len=max_len, bos_id=bos_id, eos_id=eos_id, length_penalty=length_penalty)
+      step_function(model, params, encoded, step_never, static), cache, batch=b,
+      beam_size=beam_size, length_penalty=length_penalty, **kw)
   return tokens[:, 0]

@@ -23,8 +23,12 @@ from luna_jax.models import seq2seq
 
 
 def generation_length(config, source_len: int) -> int:
+  """The output buffer (tokens per row, EOS included) for sources padded to `source_len`:
+  one more than the largest per-sentence cap (`seq2seq.length_cap`) of any source that
+  fits. It only fixes the shapes: each sentence stops at its own cap (`generator`)."""
   t = config.translation
-  return max(1, min(t.max_target_len, int(t.max_len_a * source_len + t.max_len_b)))
+  return 1 + max(seq2seq.length_cap(n, t.max_len_a, t.max_len_b, t.max_target_len - 1)
+                 for n in range(source_len + 1))
 
 
 # id(model) -> (model, its jitted generator): compiled once per model and shape. The model
@@ -33,16 +37,24 @@ _GENERATORS: dict = {}
 
 
 def generator(run):
-  """run's jitted (params, source_BxS, max_len) -> tokens (B, max_len)."""
+  """run's jitted (params, source_BxS, max_len) -> tokens (B, max_len), max_len from
+  `generation_length`. Each row's cap on the tokens before EOS comes from its own source
+  alone (`seq2seq.caps_from_sources`: int(max_len_a * its length, EOS included,
+  + max_len_b), at most max_target_len - 1), so a row's translation does not depend on
+  the other pairs of its batch (a long reference widens a bucket, not a cap)."""
   t = run.config.translation
-  key = (id(run.model), t.beam_size, float(t.length_penalty))
+  options = dict(search=t.search, beam_size=t.beam_size,
+                 length_penalty=float(t.length_penalty), min_len=t.min_len)
+  a, b = float(t.max_len_a), float(t.max_len_b)
+  key = (id(run.model), a, b, *options.items())
   if key not in _GENERATORS:
     model, vocab = run.model, run.source.vocab
 
     def generate(params, source_BxS, max_len):
+      caps_B = seq2seq.caps_from_sources(source_BxS, a, b, model.max_target_len - 1)
       return seq2seq.generate(model, params, source_BxS, max_len=max_len,
-                              bos_id=vocab.cls_id, eos_id=vocab.eos_id,
-                              beam_size=t.beam_size, length_penalty=t.length_penalty)
+                              bos_id=vocab.cls_id, eos_id=vocab.eos_id, max_len_B=caps_B,
+                              **options)
 
     _GENERATORS[key] = (model, jax.jit(generate, static_argnums=2))
   return _GENERATORS[key][1]
@@ -59,7 +71,9 @@ def to_host(a) -> np.ndarray:
 
 def translate_split(run, params, split: str, limit: int = 0, to_global=None) -> dict:
   """{pair index: generated token ids (up to EOS, excluded)} for the split's pairs
-  (the first `limit` of them; 0: all). to_global: batch dict -> global arrays."""
+  (the first `limit` of them; 0: all). to_global: batch dict -> global arrays. The
+  batch's padded width sets the buffer (`generation_length`); each pair's cap comes from
+  its own source (`generator`)."""
   generate = generator(run)
   eos = run.source.vocab.eos_id
   out = {}

@@ -12,6 +12,7 @@ import ml_collections
 
 from luna_jax import errors, registry
 from luna_jax.data import translation as data_translation
+from luna_jax.decoding import SEARCHES
 from luna_jax.models.seq2seq import SHARE_EMBEDDINGS, Seq2SeqModel
 from luna_jax.training import model_config, translation_eval
 from luna_jax.training.objectives import Translation as TranslationObjective
@@ -47,9 +48,13 @@ class Translation(Workload):
     t.label_smoothing = 0.1
     t.select = "loss"  # the best checkpoint by validation loss | bleu
     t.beam_size = 4  # generation (validation BLEU, test BLEU, translate.py)
-    t.length_penalty = 0.6  # GNMT length penalty ((5 + m) / 6) ** lp
-    t.max_len_a = 1.2  # generate at most a * source length + b tokens
-    t.max_len_b = 10
+    t.search = "fairseq"  # fairseq's SequenceGenerator, the recipes' search | gnmt
+    #                       (luna_jax/decoding.py says how they differ)
+    t.length_penalty = 0.6  # fairseq: score = sum log p / m ** lp; gnmt: divided by
+    #                         ((5 + m) / 6) ** lp (m tokens, EOS included)
+    t.min_len = 1  # tokens before EOS at least (EOS is banned before; 1: no empty output)
+    t.max_len_a = 1.2  # each sentence: at most int(a * its source length (EOS included)
+    t.max_len_b = 10  #   + b) tokens before EOS, and at most max_target_len - 1
     t.val_bleu_sentences = 500  # validation BLEU on the first N pairs (0: all, -1: none)
 
   def check(self, config, devices: Devices) -> None:
@@ -74,6 +79,11 @@ class Translation(Workload):
       errors.require(t[name] > 0, f"translation.{name} must be positive, got {t[name]}.")
     errors.require(0 <= t.label_smoothing < 1, f"translation.label_smoothing="
                    f"{t.label_smoothing} must be in [0, 1).")
+    errors.require(t.search in SEARCHES, f"translation.search={t.search!r} is not one of "
+                   f"{SEARCHES}.")
+    errors.require(0 <= t.min_len < t.max_target_len, f"translation.min_len={t.min_len} "
+                   f"must be in [0, max_target_len - 1 = {t.max_target_len - 1}] (EOS "
+                   "needs a position).")
 
   def prepare_vocabulary(self, config, sync) -> None:
     """Generates the offline translation task into translation_dir on first use when
