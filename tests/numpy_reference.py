@@ -306,20 +306,23 @@ def cross_attention(params, x, memory, memory_mask, heads):
   return np.stack(out)
 
 
-def luna_decoder_layer(params, x, p, memory, memory_mask, p_mask, heads, tied, pre_ln):
+def luna_decoder_layer(params, x, p, memory, memory_mask, p_mask, heads, tied, pre_ln, *,
+                       pack_heads=None):
   """The authors' LunaDecoderLayer: causal Luna self-attention with pquery = P (P
-  unchanged), then Luna attention packing the memory into P and unpacking it into x
+  unchanged), then Luna attention packing the memory into P with pack_heads heads (their
+  decoder_projected_attention_heads; None: heads) and unpacking it into x with heads
   (P = LN(P + Y_P) with its own norm), then the ReLU FFN; post-LN or pre-LN."""
   s = params["self_mixing"]
   c = params["cross_attention"]["attention"]
+  pack_heads = pack_heads or heads
   if pre_ln:
     x = x + luna_causal(s["attention"], layer_norm(x, s["x_norm"]), p, None, p_mask, heads, tied)
     xh, ph = layer_norm(x, params["cross_norm"]), layer_norm(p, params["cross_p_norm"])
-    yx, yp = luna_attention(c, xh, ph, memory, memory_mask, p_mask, heads, heads, tied)
+    yx, yp = luna_attention(c, xh, ph, memory, memory_mask, p_mask, heads, pack_heads, tied)
     x, p = x + yx, p + yp
     return x + relu_feed_forward(layer_norm(x, params["ffn_norm"]), params["ffn"]), p
   x = layer_norm(x + luna_causal(s["attention"], x, p, None, p_mask, heads, tied), s["x_norm"])
-  yx, yp = luna_attention(c, x, p, memory, memory_mask, p_mask, heads, heads, tied)
+  yx, yp = luna_attention(c, x, p, memory, memory_mask, p_mask, heads, pack_heads, tied)
   x = layer_norm(x + yx, params["cross_norm"])
   p = layer_norm(p + yp, params["cross_p_norm"])
   return layer_norm(x + relu_feed_forward(x, params["ffn"]), params["ffn_norm"]), p

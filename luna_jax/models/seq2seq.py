@@ -66,9 +66,10 @@ class DecoderLayer(LayerBase):
                 dtype=self.dtype, param_dtype=self.param_dtype)
     x, p = x_BxTxD, p_BxLxD
     if not prime:  # (self-mixing never changes P)
+      own = settings if spec.decoder_self_settings is None else spec.decoder_self_settings(
+          settings)
       self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
-                               name="self_mixing",
-                               **spec.fields_for_layer(settings, self.layer_index))
+                               name="self_mixing", **spec.fields_for_layer(own, self.layer_index))
       x, p = self_mixing(x, p, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
                          deterministic=deterministic)
 
