@@ -154,17 +154,19 @@ def feed_forward(x, params):
   return linear(gelu(linear(x, params["fc1"])), params["fc2"])
 
 
-def luna_layer(params, x, p, mask, p_mask, heads, pack_heads, tied, pre_ln):
-  """One Luna encoder layer (post-LN, or pre-LN without the final norms)."""
+def luna_layer(params, x, p, mask, p_mask, heads, pack_heads, tied, pre_ln, *,
+               ffn=feed_forward):
+  """One Luna encoder layer (post-LN, or pre-LN without the final norms); ffn: the
+  feed-forward network (GELU; the translation models' is relu_feed_forward)."""
   if pre_ln:
     xh, ph = layer_norm(x, params["x_norm"]), layer_norm(p, params["p_norm"])
     yx, yp = luna_attention(params["attention"], xh, ph, xh, mask, p_mask, heads, pack_heads, tied)
     xa, p_next = x + yx, p + yp
-    return xa + feed_forward(layer_norm(xa, params["ffn_norm"]), params["ffn"]), p_next
+    return xa + ffn(layer_norm(xa, params["ffn_norm"]), params["ffn"]), p_next
   yx, yp = luna_attention(params["attention"], x, p, x, mask, p_mask, heads, pack_heads, tied)
   xa = layer_norm(x + yx, params["x_norm"])
   p_next = layer_norm(p + yp, params["p_norm"])
-  return layer_norm(xa + feed_forward(xa, params["ffn"]), params["ffn_norm"]), p_next
+  return layer_norm(xa + ffn(xa, params["ffn"]), params["ffn_norm"]), p_next
 
 
 def multi_head_attention(params, x, mask, heads, causal):
@@ -181,10 +183,10 @@ def multi_head_attention(params, x, mask, heads, causal):
   return np.stack(out)
 
 
-def transformer_layer(params, x, mask, heads, causal):
-  """Pre-LN Transformer layer."""
+def transformer_layer(params, x, mask, heads, causal, *, ffn=feed_forward):
+  """Pre-LN Transformer layer; ffn as in luna_layer."""
   xa = x + multi_head_attention(params["attention"], layer_norm(x, params["x_norm"]), mask, heads, causal)
-  return xa + feed_forward(layer_norm(xa, params["ffn_norm"]), params["ffn"])
+  return xa + ffn(layer_norm(xa, params["ffn_norm"]), params["ffn"])
 
 
 def luna_encoder(params, x, mask, heads, proj_len, layers, contextual, pre_ln, tied=False):
@@ -306,20 +308,23 @@ def cross_attention(params, x, memory, memory_mask, heads):
   return np.stack(out)
 
 
-def luna_decoder_layer(params, x, p, memory, memory_mask, p_mask, heads, tied, pre_ln):
+def luna_decoder_layer(params, x, p, memory, memory_mask, p_mask, heads, tied, pre_ln, *,
+                       pack_heads=None):
   """The authors' LunaDecoderLayer: causal Luna self-attention with pquery = P (P
-  unchanged), then Luna attention packing the memory into P and unpacking it into x
+  unchanged), then Luna attention packing the memory into P with pack_heads heads (their
+  decoder_projected_attention_heads; None: heads) and unpacking it into x with heads
   (P = LN(P + Y_P) with its own norm), then the ReLU FFN; post-LN or pre-LN."""
   s = params["self_mixing"]
   c = params["cross_attention"]["attention"]
+  pack_heads = pack_heads or heads
   if pre_ln:
     x = x + luna_causal(s["attention"], layer_norm(x, s["x_norm"]), p, None, p_mask, heads, tied)
     xh, ph = layer_norm(x, params["cross_norm"]), layer_norm(p, params["cross_p_norm"])
-    yx, yp = luna_attention(c, xh, ph, memory, memory_mask, p_mask, heads, heads, tied)
+    yx, yp = luna_attention(c, xh, ph, memory, memory_mask, p_mask, heads, pack_heads, tied)
     x, p = x + yx, p + yp
     return x + relu_feed_forward(layer_norm(x, params["ffn_norm"]), params["ffn"]), p
   x = layer_norm(x + luna_causal(s["attention"], x, p, None, p_mask, heads, tied), s["x_norm"])
-  yx, yp = luna_attention(c, x, p, memory, memory_mask, p_mask, heads, heads, tied)
+  yx, yp = luna_attention(c, x, p, memory, memory_mask, p_mask, heads, pack_heads, tied)
   x = layer_norm(x + yx, params["cross_norm"])
   p = layer_norm(p + yp, params["cross_p_norm"])
   return layer_norm(x + relu_feed_forward(x, params["ffn"]), params["ffn_norm"]), p

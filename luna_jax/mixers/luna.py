@@ -47,7 +47,9 @@ class LunaSettings:
   contextual_p: bool = True  # P passed from layer to layer (else one P per layer)
   dynamic_projection: bool = True  # mask P rows beyond each example's length
   tied_kv: bool = False  # one projection for K and V (LRA runs: untied)
-  pack_heads: int = 0  # heads of the pack attention; 0 = num_heads
+  pack_heads: int = 0  # heads of the pack attention; 0 = num_heads. In a translation
+                      # decoder: the cross-attention's pack only (the authors'
+                      # decoder_projected_attention_heads); causal Luna has none
   chunk_size: Optional[int] = None  # causal only: positions per chunk; None follows the
                                     # length (luna_causal.chunk_size_for); same result
   p_style: str = "lra"  # first P: lra LayerNorm(P) | seq2seq sqrt(d) P + sinusoidal
@@ -196,6 +198,13 @@ class LunaCrossAttention(CrossAttentionBase):
                           unpack_kv=static, return_unpack_kv=True)
 
 
+def decoder_self_settings(settings: LunaSettings) -> LunaSettings:
+  """A decoder layer's causal self-attention: pack_heads is the cross-attention's (the
+  authors' LunaDecoderLayer builds LunarCausalAttention with the decoder's heads alone and
+  gives decoder_projected_attention_heads to the encoder-decoder LunarMultiheadAttention)."""
+  return dataclasses.replace(settings, pack_heads=0)
+
+
 def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):
   """The decoder's first P: the encoder's final P, with the encoder's dynamic-projection
   mask (rows j >= the source length), which the causal self-attention and the
@@ -210,6 +219,6 @@ def decoder_p(settings: LunaSettings, p_BxLxD: Array, memory_mask_BxM: Array):
 spec.register_mixer("luna", spec.MixerSpec(
     layer=LunaEncoderLayer, settings=LunaSettings, normalize_before=False, check=check,
     p_for_layer=p_for_layer, final_p=final_p, cross_attention=LunaCrossAttention,
-    decoder_p=decoder_p,
+    decoder_p=decoder_p, decoder_self_settings=decoder_self_settings,
     no_segments_because="its pack attends from P to every position of the row, so each "
                         "document's output depends on the others'."))

@@ -72,6 +72,10 @@ class MixerSpec:
       encoder output); `cross_attention(name)` gives the one to build.
     decoder_p: (settings, encoder P, memory_mask_BxM) -> (P, p_mask_BxL or None): the P
       the decoder's layers start from (Luna: the encoder's final P). None: no P.
+    decoder_self_settings: settings -> the settings of a decoder layer's causal
+      self-mixing, for settings that belong to its cross-attention alone (Luna's
+      pack_heads: the authors' decoder_projected_attention_heads set the cross-attention's
+      pack; their causal self-attention has none). None: the decoder's settings as they are.
     not_causal_because / no_decode_because: non-empty for mixers with no causal form or no
       step-by-step decoding; causal=True or decode=True then raises with the reason.
     softmax_path: for mixers with softmax self-attention: (settings, platform,
@@ -94,6 +98,7 @@ class MixerSpec:
   final_p: Optional[Callable[[Any, Any, Any], Any]] = None
   cross_attention: Optional[type] = None
   decoder_p: Optional[Callable[..., tuple]] = None
+  decoder_self_settings: Optional[Callable[[Any], Any]] = None
   not_causal_because: str = ""
   no_decode_because: str = ""
   no_segments_because: str = "its layer does not take segment ids."

@@ -22,6 +22,22 @@ decoder's first input) and EOS (`luna_jax.data.vocab.Vocab`). Embeddings are sha
 source, target and output ("all", needs the joint vocabulary), by target and output
 ("decoder"), or not at all ("none").
 
+Conventions (`Seq2SeqModel.conventions`): "luna_jax" (the default) counts positions from 0,
+initialises the padding row like every other and starts the decoder from BOS. "fairseq"
+follows fairseq's translation models, so that one of theirs converts exactly (same
+logits for the same weights, its vocabulary rows permuted to these ids):
+- positions as `utils.make_positions`: real tokens count fairseq_padding_idx + 1,
+  + 2, ... (fairseq's dictionaries pad at 1), padding takes fairseq_padding_idx, whose
+  sinusoidal row is zero (`SinusoidalPositionalEmbedding`, `PositionalEmbedding`);
+- the padding row of each embedding starts at zero and its lookups send it no gradient
+  (`Embedding` in fairseq/models/transformer.py and luna.py: nn.Embedding(padding_idx)
+  with that row zeroed). A tied output projection still trains it as fairseq's does;
+- the decoder's first input is EOS (`prev_output_tokens` = EOS y_1 .. y_{T-1}, as
+  `collate(move_eos_to_beginning=True)` makes them; the search starts from EOS too).
+Either way the positions are sinusoidal, as in the authors' Luna and fairseq's Transformer
+and LightConv translation models, which learn positions only when asked
+(`--encoder-learned-pos`; the authors' WMT recipe does not ask).
+
 Generation (`generate`) runs the decoder step by step through its caches inside one
 jitted `lax.while_loop` (`luna_jax.decoding`), greedy or beam search.
 """
@@ -41,6 +57,8 @@ from luna_jax.layers import LayerBase
 
 Array = common.Array
 SHARE_EMBEDDINGS = ("all", "decoder", "none")
+CONVENTIONS = ("luna_jax", "fairseq")  # Seq2SeqModel.conventions (module docstring)
+PAD_ID = 0
 
 
 class DecoderLayer(LayerBase):
@@ -66,9 +84,10 @@ class DecoderLayer(LayerBase):
                 dtype=self.dtype, param_dtype=self.param_dtype)
     x, p = x_BxTxD, p_BxLxD
     if not prime:  # (self-mixing never changes P)
+      own = settings if spec.decoder_self_settings is None else spec.decoder_self_settings(
+          settings)
       self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
-                               name="self_mixing",
-                               **spec.fields_for_layer(settings, self.layer_index))
+                               name="self_mixing", **spec.fields_for_layer(own, self.layer_index))
       x, p = self_mixing(x, p, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
                          deterministic=deterministic)
 
@@ -161,6 +180,11 @@ class Seq2SeqModel(nn.Module):
     share_embeddings: "all", "decoder" or "none" (module docstring).
     encoder: keyword arguments of `luna_jax.Encoder` (mixer, num_layers, ...).
     decoder: keyword arguments of `Decoder`.
+    conventions: "luna_jax" or "fairseq": positions, padding row and the decoder's first
+      input (module docstring).
+    fairseq_padding_idx: with conventions="fairseq", the padding index of the fairseq
+      dictionary being followed (Dictionary.pad(), 1 in fairseq): real tokens' positions
+      count from it + 1. Token ids stay this library's (padding 0).
     decode: the decoder steps through its caches (see `generate`).
   """
 
@@ -171,6 +195,8 @@ class Seq2SeqModel(nn.Module):
   dropout: float = 0.1
   share_embeddings: str = "all"
   init_style: str = "xavier"
+  conventions: str = "luna_jax"
+  fairseq_padding_idx: int = 1
   encoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   decode: bool = False
@@ -181,9 +207,16 @@ class Seq2SeqModel(nn.Module):
     if self.share_embeddings not in SHARE_EMBEDDINGS:
       raise ValueError(f"share_embeddings={self.share_embeddings!r} is not one of "
                        f"{SHARE_EMBEDDINGS}.")
-    embed = lambda name: nn.Embed(  # noqa: E731 (fairseq's N(0, d^-1/2))
-        self.vocab_size, self.d_model, embedding_init=nn.initializers.normal(self.d_model**-0.5),
-        dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    if self.conventions not in CONVENTIONS:
+      raise ValueError(f"conventions={self.conventions!r} is not one of {CONVENTIONS}.")
+    if self.fairseq_padding_idx < 0:
+      raise ValueError(f"fairseq_padding_idx={self.fairseq_padding_idx} must be >= 0.")
+    init = nn.initializers.normal(self.d_model**-0.5)  # fairseq's N(0, d^-1/2)
+    if self.conventions == "fairseq":
+      init = _padding_row_zero(init)
+    embed = lambda name: nn.Embed(  # noqa: E731
+        self.vocab_size, self.d_model, embedding_init=init, dtype=self.dtype,
+        param_dtype=self.param_dtype, name=name)
     self.source_embed = embed("source_embed")
     if self.share_embeddings != "all":
       self.target_embed = embed("target_embed")
@@ -204,17 +237,37 @@ class Seq2SeqModel(nn.Module):
   def _target_embed(self) -> nn.Embed:
     return self.source_embed if self.share_embeddings == "all" else self.target_embed
 
-  def _embed(self, embed: nn.Embed, tokens_BxT: Array, deterministic: bool,
-             offset=None) -> Array:
-    """sqrt(d) E[tokens] + positions (offset, offset + 1, ... when decoding), dropout."""
-    t = tokens_BxT.shape[1]
-    if offset is None:
-      positions_TxD = common.sinusoidal_positions(t, self.d_model)
-    else:
-      positions_TxD = jax.lax.dynamic_slice_in_dim(
-          common.sinusoidal_positions(self.max_target_len, self.d_model), offset, t)
-    x = self.d_model**0.5 * embed(tokens_BxT) + positions_TxD[None].astype(self.dtype)
+  def decoder_start_id(self, bos_id: int, eos_id: int) -> int:
+    """The decoder's first input: BOS, or EOS under fairseq's conventions."""
+    return start_token(self.conventions, bos_id=bos_id, eos_id=eos_id)
+
+  def _embed(self, embed: nn.Embed, tokens_BxT: Array, *, deterministic: bool,
+             max_len: int, offset=None) -> Array:
+    """sqrt(d) E[tokens] + positions (`_positions`), dropout. Under fairseq's conventions
+    the lookups of padding pass no gradient to its row (nn.Embedding(padding_idx))."""
+    e_BxTxD = embed(tokens_BxT)
+    if self.conventions == "fairseq":
+      e_BxTxD = jnp.where((tokens_BxT == PAD_ID)[..., None], jax.lax.stop_gradient(e_BxTxD),
+                          e_BxTxD)
+    positions = self._positions(tokens_BxT, max_len, offset)
+    x = self.d_model**0.5 * e_BxTxD + positions.astype(self.dtype)
     return self.embed_dropout(x, deterministic=deterministic)
+
+  def _positions(self, tokens_BxT: Array, max_len: int, offset) -> Array:
+    """(1 or B, T, D) sinusoidal positions: 0, 1, ... (offset, offset + 1, ... when
+    decoding); under fairseq's conventions those of `fairseq_positions` (decoding: the
+    offset's, as fairseq's incremental step, which counts every token fed)."""
+    t, d = tokens_BxT.shape[1], self.d_model
+    if self.conventions == "luna_jax":
+      if offset is None:
+        return common.sinusoidal_positions(t, d)[None]
+      return jax.lax.dynamic_slice_in_dim(common.sinusoidal_positions(max_len, d), offset,
+                                          t)[None]
+    pad = self.fairseq_padding_idx
+    table_PxD = common.sinusoidal_positions(max_len + pad + 1, d).at[pad].set(0.0)
+    if offset is None:
+      return table_PxD[fairseq_positions(tokens_BxT, pad)]
+    return jax.lax.dynamic_slice_in_dim(table_PxD, offset + pad + 1, t)[None]
 
   def encode(self, source_BxS: Array, *, deterministic: bool = True) -> dict:
     """{"memory": (B, S, D), "memory_mask": (B, S) True at real tokens, "p": (B, L, D)
@@ -223,8 +276,9 @@ class Seq2SeqModel(nn.Module):
       raise ValueError(f"sources have {source_BxS.shape[-1]} tokens but the model allows "
                        f"max_source_len={self.max_source_len}; truncate them "
                        "(translation.too_long=truncate) or raise max_source_len.")
-    mask_BxS = source_BxS != 0
-    x = self._embed(self.source_embed, source_BxS, deterministic)
+    mask_BxS = source_BxS != PAD_ID
+    x = self._embed(self.source_embed, source_BxS, deterministic=deterministic,
+                    max_len=self.max_source_len)
     memory, p = self.encoder_stack(x, mask_BxN=mask_BxS, deterministic=deterministic)
     out = {"memory": memory, "memory_mask": mask_BxS}
     if p is not None:
@@ -233,8 +287,8 @@ class Seq2SeqModel(nn.Module):
 
   def decode_logits(self, target_in_BxT: Array, encoded: dict, *,
                     deterministic: bool = True) -> Array:
-    """Logits (B, T, V) in at least float32 for decoder inputs BOS y_1 ... y_{T-1} (in
-    decode mode: the next T inputs, after those already fed)."""
+    """Logits (B, T, V) in at least float32 for decoder inputs S y_1 ... y_{T-1}, S the
+    `decoder_start_id` (in decode mode: the next T inputs, after those already fed)."""
     t = target_in_BxT.shape[-1]
     offset = None
     if self.decode:
@@ -244,7 +298,8 @@ class Seq2SeqModel(nn.Module):
       raise ValueError(f"targets have {t} tokens but the model allows max_target_len="
                        f"{self.max_target_len}; truncate them or raise max_target_len.")
     embed = self._target_embed()
-    y = self._embed(embed, target_in_BxT, deterministic, offset)
+    y = self._embed(embed, target_in_BxT, deterministic=deterministic,
+                    max_len=self.max_target_len, offset=offset)
     h = self.decoder_stack(
         y, memory_BxMxD=encoded["memory"], memory_mask_BxM=encoded["memory_mask"],
         p_BxLxD=encoded.get("p"), mask_BxT=None if self.decode else target_in_BxT != 0,
@@ -267,9 +322,33 @@ class Seq2SeqModel(nn.Module):
     return self.decode_logits(target_in_BxT, encoded, deterministic=deterministic)
 
 
+def _padding_row_zero(init: nn.initializers.Initializer) -> nn.initializers.Initializer:
+  """`init` with the padding row (id 0) set to zero: fairseq's Embedding."""
+
+  def zeroed(key, shape, dtype=jnp.float32):
+    return init(key, shape, dtype).at[PAD_ID].set(0)
+
+  return zeroed
+
+
+def fairseq_positions(tokens_BxT: Array, padding_idx: int) -> Array:
+  """fairseq's utils.make_positions over this library's ids (padding 0): the n-th real
+  token of a row has position padding_idx + n (n from 1, left padding skipped), padding
+  has padding_idx."""
+  real_BxT = (tokens_BxT != PAD_ID).astype(jnp.int32)
+  return jnp.cumsum(real_BxT, axis=1) * real_BxT + padding_idx
+
+
+def start_token(conventions: str, *, bos_id: int, eos_id: int) -> int:
+  """The decoder's first input under `conventions`: BOS, or EOS for fairseq's."""
+  if conventions not in CONVENTIONS:
+    raise ValueError(f"conventions={conventions!r} is not one of {CONVENTIONS}.")
+  return eos_id if conventions == "fairseq" else bos_id
+
+
 def shift_right(target_BxT: Array, bos_id: int) -> Array:
-  """Decoder inputs: BOS, then the targets without their last position (padding stays 0
-  after the end)."""
+  """Decoder inputs: bos_id (the model's `decoder_start_id`), then the targets without
+  their last position (padding stays 0 after the end)."""
   return jnp.concatenate([jnp.full_like(target_BxT[:, :1], bos_id), target_BxT[:, :-1]],
                          axis=1) * jnp.concatenate(
                              [jnp.ones_like(target_BxT[:, :1]), target_BxT[:, :-1] != 0],
@@ -374,7 +453,8 @@ def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bo
   max_target_len. max_len_B: each row's cap on the tokens before its EOS (int (B,), e.g.
   `caps_from_sources`; None: max_len - 1 for every row). min_len: EOS is banned before
   this many tokens. Padding and BOS are never generated: "fairseq" sets their log
-  probability to -inf after the full log-softmax, "gnmt" masks them before it.
+  probability to -inf after the full log-softmax, "gnmt" masks them before it. The
+  decoder starts from `model.decoder_start_id` (BOS, or EOS under fairseq conventions).
   """
   if max_len > model.max_target_len:
     raise ValueError(f"max_len={max_len} exceeds the model's max_target_len="
@@ -384,7 +464,8 @@ def generate(model: Seq2SeqModel, params, source_BxS: Array, *, max_len: int, bo
   b = source_BxS.shape[0]
   never = (0, bos_id)
   step_never, banned = (never, ()) if search == "gnmt" else ((), never)
-  kw = dict(max_len=max_len, bos_id=bos_id, eos_id=eos_id, search=search, min_len=min_len,
+  start = model.decoder_start_id(bos_id, eos_id)
+  kw = dict(max_len=max_len, bos_id=start, eos_id=eos_id, search=search, min_len=min_len,
             max_len_B=max_len_B, banned=banned)
   if beam_size == 1:
     cache, static = split_cache(initial_cache(model, params, encoded, b, max_len))

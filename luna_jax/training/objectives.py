@@ -129,7 +129,8 @@ class LanguageModelling:
 @dataclasses.dataclass(frozen=True)
 class Translation:
   """Label-smoothed cross-entropy of the target tokens given the source (teacher forced:
-  the decoder reads BOS y_1 .. y_{T-1}); loss, accuracy and perplexity (of the plain
+  the decoder reads bos_id y_1 .. y_{T-1}, bos_id the model's `decoder_start_id`: BOS, or
+  EOS under fairseq's conventions); loss, accuracy and perplexity (of the plain
   NLL) over target tokens, EOS included. BLEU of generated translations comes from
   the translation workload. The best checkpoint has the lowest validation loss, or the highest
   validation BLEU (select="bleu")."""

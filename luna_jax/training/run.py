@@ -32,11 +32,24 @@ def workdir_path(workdir) -> pathlib.Path:
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
-  """The config.json a train.py run wrote into its workdir."""
+  """The config.json a train.py run wrote into its workdir. Keys added to the defaults
+  since it was written take their current default (an older translation workdir is
+  evaluated with today's search, fairseq's, unless translation.search is overridden)."""
   path = workdir_path(workdir) / CONFIG_FILE
   if not path.is_file():
     raise errors.WorkdirError(f"{path} not found: is {workdir} a train.py workdir?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  saved = json.loads(path.read_text())
+  return ml_collections.ConfigDict(_with_defaults(saved, config_lib.base_config().to_dict()))
+
+
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+  out = dict(saved)
+  for key, value in defaults.items():
+    if key not in out:
+      out[key] = value
+    elif isinstance(value, dict) and isinstance(out[key], dict):
+      out[key] = _with_defaults(out[key], value)
+  return out
 
 
 @dataclasses.dataclass(frozen=True)

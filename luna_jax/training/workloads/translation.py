@@ -13,7 +13,7 @@ import ml_collections
 from luna_jax import errors, registry
 from luna_jax.data import translation as data_translation
 from luna_jax.decoding import SEARCHES
-from luna_jax.models.seq2seq import SHARE_EMBEDDINGS, Seq2SeqModel
+from luna_jax.models.seq2seq import CONVENTIONS, SHARE_EMBEDDINGS, Seq2SeqModel, start_token
 from luna_jax.training import model_config, translation_eval
 from luna_jax.training.objectives import Translation as TranslationObjective
 from luna_jax.training.workloads.base import Devices, Workload, register_workload
@@ -56,6 +56,9 @@ class Translation(Workload):
     t.max_len_a = 1.2  # each sentence: at most int(a * its source length (EOS included)
     t.max_len_b = 10  #   + b) tokens before EOS, and at most max_target_len - 1
     t.val_bleu_sentences = 500  # validation BLEU on the first N pairs (0: all, -1: none)
+    t.conventions = "luna_jax"  # luna_jax | fairseq: positions from fairseq's padding
+    #                             index + 1, a zero padding row without lookup gradient,
+    #                             EOS as the decoder's first input (models/seq2seq.py)
 
   def check(self, config, devices: Devices) -> None:
     m, t = config.model, config.translation
@@ -84,6 +87,8 @@ class Translation(Workload):
     errors.require(0 <= t.min_len < t.max_target_len, f"translation.min_len={t.min_len} "
                    f"must be in [0, max_target_len - 1 = {t.max_target_len - 1}] (EOS "
                    "needs a position).")
+    errors.require(t.conventions in CONVENTIONS, f"translation.conventions="
+                   f"{t.conventions!r} is not one of {CONVENTIONS}.")
 
   def prepare_vocabulary(self, config, sync) -> None:
     """Generates the offline translation task into translation_dir on first use when
@@ -118,12 +123,15 @@ class Translation(Workload):
         vocab_size=source.vocab.size, max_source_len=t.max_source_len,
         max_target_len=t.max_target_len, d_model=m.d_model, dropout=m.dropout,
         share_embeddings=t.share_embeddings, init_style=m.init_style,
+        conventions=t.conventions,
         encoder=dict(encoder, ffn_activation="relu"), decoder=decoder,
         dtype=model_config.DTYPES[m.dtype])
 
   def objective(self, config, source):
     t = config.translation
-    return TranslationObjective(bos_id=source.vocab.cls_id, label_smoothing=t.label_smoothing,
+    start = start_token(t.conventions, bos_id=source.vocab.cls_id,
+                        eos_id=source.vocab.eos_id)
+    return TranslationObjective(bos_id=start, label_smoothing=t.label_smoothing,
                                 select=t.select)
 
   def example_inputs(self, config, source) -> tuple:
