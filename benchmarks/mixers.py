@@ -1,7 +1,7 @@
 """Speed and memory of one encoder layer of each mechanism against sequence length.
 
     python benchmarks/mixers.py                # the full sweep, results/ named by device
-    python benchmarks/mixers.py --quick        # < 1 minute, a smoke run
+    python benchmarks/mixers.py --quick        # 256 tokens, one repeat: a smoke run
     python benchmarks/mixers.py --dtype bfloat16
 
 Each record times forward + backward (gradients of the parameters and the inputs) of one
@@ -142,7 +142,7 @@ def plot(records, path: pathlib.Path, device: str) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="short lengths, one repeat")
+  parser.add_argument("--quick", action="store_true", help="256 tokens, one repeat")
   parser.add_argument("--lengths", type=int, nargs="*", default=[256, 512, 1024, 2048, 4096, 8192, 16384])
   parser.add_argument("--linear_extra", type=int, nargs="*", default=list(LINEAR_EXTRA),
                       help="further lengths for the linear mechanisms only")
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
   lengths = list(args.lengths)
   linear_extra = list(args.linear_extra)
   if args.quick:
-    lengths, linear_extra, args.repeats = [256, 512], [], 1
+    lengths, linear_extra, args.repeats = [256], [], 1
     args.width, args.batch = 64, 1
   dtype = jnp.dtype(args.dtype)
   device = common.device_name()
