@@ -5,6 +5,8 @@ same command twice gives the same result.
     python benchmarks/translation_cpu.py                  # the mixers, Luna's ablation, a repeat
     python benchmarks/translation_cpu.py --runs luna transformer --repeat 0
     python benchmarks/translation_cpu.py --quick          # 20 steps, a smoke run
+    python benchmarks/translation_cpu.py --runs luna-preln transformer-postln --steps 250
+        --repeat 0                                        # LayerNorm placement
 
 Each run trains in this process with `train_and_evaluate` into its own workdir, on one
 generated dataset (made on first use in --data_dir). Recorded per run: test BLEU (the
@@ -41,12 +43,18 @@ RUNS = {
     "luna-8-noncontextual": {"model.luna.contextual_p": False},
     "luna-16-noncontextual": {"model.luna.proj_len": 16, "model.luna.contextual_p": False},
     "luna-32-noncontextual": {"model.luna.proj_len": 32, "model.luna.contextual_p": False},
+    # LayerNorm placement: the cpu variant's Luna is post-LN (the authors'), its
+    # Transformer pre-LN; each with the other placement.
+    "luna-preln": {"model.layer_norm": "pre"},
+    "transformer-postln": {"model.name": "transformer", "model.layer_norm": "post"},
 }
+DEFAULT_RUNS = ("luna", "transformer", "lightconv", "dynamicconv", "luna-16", "luna-32",
+                "luna-8-noncontextual", "luna-16-noncontextual", "luna-32-noncontextual")
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "grain",
             "sentencepiece", "sacrebleu")
 
 
-def config_for(name: str, data_dir: str, quick: bool):
+def config_for(name: str, data_dir: str, quick: bool, steps: int = 0):
   from configs import wmt14_en_de
   from luna_jax.training.aot import with_changes
 
@@ -56,6 +64,8 @@ def config_for(name: str, data_dir: str, quick: bool):
     config.translation.generate, config.translation.generate_eval = 400, 20
     config.num_train_steps, config.eval_every, config.checkpoint_every = 20, 10, 10
     config.log_every, config.translation.val_bleu_sentences = 10, 10
+  if steps:
+    config.num_train_steps = steps
   return with_changes(config, RUNS[name])
 
 
@@ -67,7 +77,8 @@ def train(name: str, args, workdir: pathlib.Path) -> dict:
   from luna_jax.training import train_and_evaluate
 
   start = time.perf_counter()
-  summary = train_and_evaluate(config_for(name, args.data_dir, args.quick), workdir)
+  summary = train_and_evaluate(config_for(name, args.data_dir, args.quick, args.steps),
+                               workdir)
   wall = time.perf_counter() - start
   metrics = read_metrics(workdir)
   translations = workdir / "test_translations.jsonl"
@@ -115,7 +126,9 @@ def markdown(records: list[dict], repeats: list[dict], device: str) -> str:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--runs", nargs="*", choices=list(RUNS), default=list(RUNS))
+  parser.add_argument("--runs", nargs="*", choices=list(RUNS), default=list(DEFAULT_RUNS))
+  parser.add_argument("--steps", type=int, default=0,
+                      help="train this many steps instead of the config's 1,000")
   parser.add_argument("--repeat", type=int, default=1,
                       help="train the first run this many more times and compare")
   parser.add_argument("--data_dir", default=None,
@@ -144,7 +157,8 @@ def main(argv=None) -> int:
       versions[package] = None
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  stem = f"translation_cpu_{common.device_name()}" + ("_quick" if args.quick else "")
+  stem = (f"translation_cpu_{common.device_name()}" + ("_quick" if args.quick else "")
+          + (f"_{'-'.join(args.runs)}_{args.steps}steps" if args.steps else ""))
   public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
   (out / f"{stem}.json").write_text(json.dumps(
       {"device": device, "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
