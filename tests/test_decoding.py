@@ -22,13 +22,15 @@ def _table(seed):
   return jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
 
 
-def _code(code, token):
-  return (code * 7 + token + 1) % M
+def _code(code, token, multiplier=7, modulus=M):
+  """The next prefix code: a rolling hash of the tokens so far."""
+  return (code * multiplier + token + 1) % modulus
 
 
-def _step(table):
+def _step(table, multiplier=7):
+  """A step function whose log-probabilities are the table's row of the prefix code."""
   def step(state, tokens_R):
-    code = _code(state, tokens_R)
+    code = _code(state, tokens_R, multiplier, table.shape[0])
     return table[code], code
   return step
 
@@ -169,14 +171,11 @@ def _full_table(seed):
 
 
 def _code2(code, token):
-  return (code * 31 + token + 1) % M2
+  return _code(code, token, 31, M2)
 
 
 def _step2(table):
-  def step(state, tokens_R):
-    code = _code2(state, tokens_R)
-    return table[code], code
-  return step
+  return _step(table, 31)
 
 
 def _fairseq_reference(table, code0, *, beam, cap, min_len, lenpen):

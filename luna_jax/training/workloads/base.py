@@ -10,6 +10,7 @@ metrics and the summary. `tests/test_custom_workload.py` defines one in the test
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Callable
 
@@ -28,8 +29,9 @@ class Devices:
   processes: int = 1
 
 
-class Workload:
-  """A kind of run. Subclasses set the class attributes and override what differs.
+class Workload(abc.ABC):
+  """A kind of run. Subclasses set the class attributes, implement the abstract methods
+  and override what else differs.
 
   Attributes:
     name: the workload's name (recorded in the summary).
@@ -42,35 +44,41 @@ class Workload:
   objectives: tuple[str, ...] = ()
   uses_rows: bool = True
 
+  @abc.abstractmethod
   def task_names(self) -> tuple[str, ...]:
     """The config.task values this workload runs."""
-    raise NotImplementedError
 
   def add_config(self, config: ml_collections.ConfigDict) -> None:
-    """Adds this workload's keys (and blocks) to the shared defaults."""
+    """Adds this workload's keys (and blocks) to the shared defaults (none here)."""
+    del config
 
   def check(self, config, devices: Devices) -> None:
-    """Its own config checks (`errors.require`), after the shared ones."""
+    """Its own config checks (`errors.require`), after the shared ones (none here)."""
+    del config, devices
 
   def prepare_vocabulary(self, config, sync: Callable[[str], None]) -> None:
     """Before the run is set up: makes what the source's vocabulary is read from, where
     that must be generated first (translation trains its SentencePiece model on the
     generated text). `sync(name)`: a barrier of every process, after the first wrote."""
+    del config, sync
 
   def prepare_data(self, run, sync: Callable[[str], None]) -> None:
     """After the config is checked: makes the run's missing data on first use where it
     can, or stops with the command that prepares it."""
+    del run, sync
 
+  @abc.abstractmethod
   def source(self, config, compile_only: bool = False) -> DataSource:
     """The run's data source; compile_only: a compile-only run, whose data need not be
     here (what the programs need, such as the vocabulary size, comes from the config)."""
-    raise NotImplementedError
 
+  @abc.abstractmethod
   def build_model(self, config, source: DataSource):
-    raise NotImplementedError
+    """The Flax module the run trains, sized from the source (its vocabulary)."""
 
+  @abc.abstractmethod
   def objective(self, config, source: DataSource):
-    raise NotImplementedError
+    """What the run optimises (`objectives`): metric sums of a batch, its summary."""
 
   def example_inputs(self, config, source: DataSource) -> tuple:
     """The model's inputs for one example (what its parameters are made from)."""
