@@ -7,6 +7,8 @@ same command twice gives the same result.
     python benchmarks/translation_cpu.py --quick          # 20 steps, a smoke run
     python benchmarks/translation_cpu.py --runs luna-preln transformer-postln --steps 250
         --repeat 0                                        # LayerNorm placement
+    python benchmarks/translation_cpu.py --runs luna-softmax-self luna-softmax-cross
+        --steps 250 --repeat 0                            # which half of Luna's decoder
 
 Each run trains in this process with `train_and_evaluate` into its own workdir, on one
 generated dataset (made on first use in --data_dir). Recorded per run: test BLEU (the
@@ -47,6 +49,10 @@ RUNS = {
     # Transformer pre-LN; each with the other placement.
     "luna-preln": {"model.layer_norm": "pre"},
     "transformer-postln": {"model.name": "transformer", "model.layer_norm": "post"},
+    # Which half of Luna's decoder layer: softmax causal self-attention with Luna's
+    # pack/unpack cross-attention, and causal Luna with softmax cross-attention.
+    "luna-softmax-self": {"translation.decoder_self_mixer": "transformer"},
+    "luna-softmax-cross": {"translation.decoder_cross_mixer": "transformer"},
 }
 DEFAULT_RUNS = ("luna", "transformer", "lightconv", "dynamicconv", "luna-16", "luna-32",
                 "luna-8-noncontextual", "luna-16-noncontextual", "luna-32-noncontextual")

@@ -70,6 +70,30 @@ def test_convolution_decoder_layer_matches_the_reference(mixer):
   assert rel_err(y, want) < 1e-10
 
 
+def test_a_luna_layer_with_softmax_self_and_cross_attention_is_the_transformer_layer():
+  """The ablation options (`DecoderLayer.self_mixer`, `cross_mixer`) build exactly the
+  named mixer's parts, and P passes through untouched."""
+  from luna_jax.mixers.luna import LunaSettings
+
+  rng, x, p, memory, memory_mask = _layer_inputs(7)
+  layer = _layer("luna", LunaSettings(proj_len=L, chunk_size=2), True,
+                 self_mixer="transformer", cross_mixer="transformer")
+  kw = dict(memory_BxMxD=memory, memory_mask_BxM=memory_mask,
+            p_mask_BxL=random_mask(rng, B, L))
+  params = layer.init(jax.random.key(1), x, p, **kw)["params"]
+  y, p_out = layer.apply({"params": params}, x, p, **kw)
+  np.testing.assert_array_equal(p_out, p)
+  want = ref.transformer_decoder_layer(ref.to_np(params), x, memory, memory_mask, H)
+  assert rel_err(y, want) < 1e-10
+
+
+def test_a_decoder_refuses_a_stand_in_with_its_own_p():
+  stack = dict(_model("transformer").decoder, self_mixer="luna")
+  model = _model("transformer").clone(decoder=stack)
+  with pytest.raises(ValueError, match="self_mixer='luna': only a mixer without P"):
+    model.init(jax.random.key(0), _tokens(0, 2, 5), _tokens(1, 2, 4))
+
+
 def test_sinusoidal_positions_follow_fairseq():
   np.testing.assert_allclose(common.sinusoidal_positions(9, 8), ref.sinusoidal(9, 8),
                              atol=1e-6)
@@ -96,12 +120,19 @@ def _tokens(seed, b, n, pad_from=None):
   return jnp.asarray(tokens, jnp.int32)
 
 
-@pytest.mark.parametrize("mixer", list(OPTIONS))
+HYBRIDS = {"luna+softmax-self": dict(self_mixer="transformer"),
+           "luna+softmax-cross": dict(cross_mixer="transformer")}
+
+
+@pytest.mark.parametrize("mixer", list(OPTIONS) + list(HYBRIDS))
 def test_decoding_step_by_step_equals_the_full_pass(mixer):
   """One token per call, then several per call, through the caches of every layer; the
-  cross-attention's source-only tensors are computed once, before the first step."""
-  model = _model(mixer, share="decoder" if mixer == "luna" else "all",
+  cross-attention's source-only tensors are computed once, before the first step. The
+  hybrids are Luna decoders with one part softmax attention (the ablation options)."""
+  model = _model(mixer.split("+")[0], share="decoder" if mixer == "luna" else "all",
                  pre_ln=mixer == "transformer")
+  if mixer in HYBRIDS:
+    model = model.clone(decoder=dict(model.decoder, **HYBRIDS[mixer]))
   source, target = _tokens(0, 2, 9, pad_from=5), _tokens(1, 2, 8)
   params = model.init(jax.random.key(3), source, target)["params"]
   full = model.apply({"params": params}, source, target)

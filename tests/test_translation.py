@@ -361,3 +361,18 @@ def test_generation_settings_are_checked(tmp_path, key, value):
   c.translation[key] = value
   with pytest.raises(errors.ConfigError, match=f"translation.{key}="):
     validate(c, num_devices=1)
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("decoder_self_mixer", "softmax", "is not a mixer"),
+    ("decoder_cross_mixer", "luna", "only a mixer without P"),
+])
+def test_decoder_ablation_settings_are_checked(tmp_path, key, value, says):
+  from luna_jax import errors
+  from luna_jax.training.config import validate
+
+  c = _seq2seq_config(tmp_path)
+  c.model.name = "transformer"
+  c.translation[key] = value
+  with pytest.raises(errors.ConfigError, match=f"translation.{key}=.*{says}"):
+    validate(c, num_devices=1)

@@ -68,6 +68,8 @@ class DecoderLayer(LayerBase):
   mixer: str = "luna"
   settings: Any = None  # the mixer's settings object; None: its defaults
   layer_index: int = 0
+  self_mixer: Optional[str] = None  # ablations (Decoder): the self-mixing's mixer ...
+  cross_mixer: Optional[str] = None  # ... and the cross-attention's; None: `mixer`
 
   @nn.compact
   def __call__(self, x_BxTxD, p_BxLxD, *, memory_BxMxD, memory_mask_BxM, mask_BxT=None,
@@ -77,6 +79,12 @@ class DecoderLayer(LayerBase):
     decoding step reads them from the cache instead of recomputing them."""
     spec = registry.get_mixer(self.mixer)
     settings = spec.settings() if self.settings is None else self.settings
+    self_spec, self_settings = spec, settings
+    if self.self_mixer not in (None, self.mixer):  # another mixer's defaults
+      self_spec = registry.get_mixer(self.self_mixer)
+      self_settings = self_spec.settings()
+    cross_name = self.cross_mixer or self.mixer
+    cross_spec = registry.get_mixer(cross_name)
     base = dict(num_heads=self.num_heads, ffn_dim=self.ffn_dim, dropout=self.dropout,
                 attention_dropout=self.attention_dropout,
                 activation_dropout=self.activation_dropout,
@@ -84,14 +92,16 @@ class DecoderLayer(LayerBase):
                 dtype=self.dtype, param_dtype=self.param_dtype)
     x, p = x_BxTxD, p_BxLxD
     if not prime:  # (self-mixing never changes P)
-      own = settings if spec.decoder_self_settings is None else spec.decoder_self_settings(
-          settings)
-      self_mixing = spec.layer(**base, causal=True, decode=self.decode, feed_forward=False,
-                               name="self_mixing", **spec.fields_for_layer(own, self.layer_index))
+      own = self_settings
+      if self_spec.decoder_self_settings is not None:
+        own = self_spec.decoder_self_settings(self_settings)
+      self_mixing = self_spec.layer(
+          **base, causal=True, decode=self.decode, feed_forward=False, name="self_mixing",
+          **self_spec.fields_for_layer(own, self.layer_index))
       x, p = self_mixing(x, p, mask_BxN=mask_BxT, p_mask_BxL=p_mask_BxL,
                          deterministic=deterministic)
 
-    cross = registry.cross_attention(self.mixer)(
+    cross = registry.cross_attention(cross_name)(
         num_heads=self.num_heads, settings=settings,
         attention_dropout=self.attention_dropout, init_style=self.init_style,
         dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention")
@@ -99,7 +109,7 @@ class DecoderLayer(LayerBase):
     x_in, p_in = x, p
     if self.normalize_before:
       x_in = self.norm("cross_norm")(x)
-      if spec.cross_attention is not None and p is not None and not cached:
+      if cross_spec.cross_attention is not None and p is not None and not cached:
         p_in = self.norm("cross_p_norm")(p)
     static = self.get_variable("cache", "cross_static") if cached else None
     y_x, y_p, static = cross(x_in, p_in, memory_BxMxD=memory_BxMxD,
@@ -127,6 +137,11 @@ class Decoder(Encoder):
   """
 
   ffn_activation: Optional[str] = "relu"
+  # Ablations: the layers' causal self-mixing, or their cross-attention, from another
+  # mixer, one without a P of its own (e.g. a Luna decoder with softmax self-attention);
+  # None: `mixer`'s. The other mixer takes its default settings.
+  self_mixer: Optional[str] = None
+  cross_mixer: Optional[str] = None
 
   @nn.compact
   def __call__(self, y_BxTxD, *, memory_BxMxD, memory_mask_BxM, p_BxLxD=None,
@@ -140,6 +155,15 @@ class Decoder(Encoder):
     if self.decode and spec.no_decode_because:
       raise ValueError(f"mixer {self.mixer!r} cannot decode step by step: "
                        f"{spec.no_decode_because}")
+    for role, other in (("self_mixer", self.self_mixer), ("cross_mixer", self.cross_mixer)):
+      if other in (None, self.mixer):
+        continue
+      if registry.get_mixer(other).decoder_p is not None:
+        raise ValueError(f"{role}={other!r}: only a mixer without P can stand in for part "
+                         f"of a {self.mixer!r} decoder.")
+      if role == "self_mixer" and registry.get_mixer(other).not_causal_because:
+        raise ValueError(f"self_mixer={other!r} cannot be causal: "
+                         f"{registry.get_mixer(other).not_causal_because}")
     d = y_BxTxD.shape[-1]
     run = registry.RunShape(max_len=None, num_layers=self.num_layers, d_model=d,
                             num_heads=self.num_heads, causal=True)
@@ -154,7 +178,8 @@ class Decoder(Encoder):
     x = y_BxTxD.astype(self.dtype)
     for i in range(self.num_layers):
       x, p = DecoderLayer(
-          mixer=self.mixer, settings=settings, layer_index=i, num_heads=self.num_heads,
+          mixer=self.mixer, settings=settings, layer_index=i, self_mixer=self.self_mixer,
+          cross_mixer=self.cross_mixer, num_heads=self.num_heads,
           ffn_dim=self.ffn_dim, dropout=self.dropout,
           attention_dropout=self.attention_dropout,
           activation_dropout=self.activation_dropout,

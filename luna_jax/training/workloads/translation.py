@@ -44,6 +44,8 @@ class Translation(Workload):
     t.too_long = "truncate"  # a longer pair: truncate (counted in the summary) | error
     t.max_tokens = 4096  # tokens per batch (rows x padded length), over all devices
     t.decoder_layers = 6  # decoder layers (model.num_layers: the encoder's)
+    t.decoder_self_mixer = ""  # ablations: the decoder layers' self-mixing from another
+    t.decoder_cross_mixer = ""  #   mixer without P, or their cross-attention ("": model.name)
     t.share_embeddings = "all"  # all (source, target, output) | decoder | none
     t.label_smoothing = 0.1
     t.select = "loss"  # the best checkpoint by validation loss | bleu
@@ -87,6 +89,14 @@ class Translation(Workload):
     errors.require(0 <= t.min_len < t.max_target_len, f"translation.min_len={t.min_len} "
                    f"must be in [0, max_target_len - 1 = {t.max_target_len - 1}] (EOS "
                    "needs a position).")
+    for role in ("decoder_self_mixer", "decoder_cross_mixer"):
+      other = t[role]
+      errors.require(not other or other in registry.mixer_names(), f"translation.{role}="
+                     f"{other!r} is not a mixer ({', '.join(registry.mixer_names())}).")
+      errors.require(not other or other == m.name
+                     or registry.get_mixer(other).decoder_p is None, f"translation.{role}="
+                     f"{other!r}: only a mixer without P can stand in for part of a "
+                     f"{m.name!r} decoder.")
     errors.require(t.conventions in CONVENTIONS, f"translation.conventions="
                    f"{t.conventions!r} is not one of {CONVENTIONS}.")
 
@@ -117,7 +127,8 @@ class Translation(Workload):
     if normalize_before is None:
       normalize_before = registry.get_mixer(m.name).normalize_before
     decoder = dict(encoder, num_layers=t.decoder_layers, normalize_before=normalize_before,
-                   ffn_activation="relu")
+                   ffn_activation="relu", self_mixer=t.decoder_self_mixer or None,
+                   cross_mixer=t.decoder_cross_mixer or None)
     del decoder["causal"]
     return Seq2SeqModel(
         vocab_size=source.vocab.size, max_source_len=t.max_source_len,
