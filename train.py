@@ -10,7 +10,13 @@ Compile only, for a TPU slice that is not here (needs the libtpu package, no TPU
     python train.py --config configs/lra_text.py --compile_topology v5e-8 --workdir W
 prints per-chip memory, FLOPs and compile time, writes W/compile_report.json and exits
 with status 3 when the config does not fit (`luna_jax.training.aot`).
+
+Exit status: 0 done; 2 a user error (one "error:" line: a bad config, a workdir in use or
+not writable, a failed checkpoint save, ...); 75 stopped by SIGTERM or SIGINT after saving
+a checkpoint (rerun the same command to resume); 130 a second Ctrl-C, at once.
 """
+
+import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -48,14 +54,18 @@ def main(argv):
   from luna_jax import cli
   from luna_jax.training import train_and_evaluate
 
+  from luna_jax.training import preemption
+
   config = cli.config_value(_CONFIG)
   workdir = _WORKDIR.value or f"runs/{config.task}_{config.model.name}"
-  train_and_evaluate(config, workdir)
+  try:
+    train_and_evaluate(config, workdir)
+  except preemption.Interrupted as e:
+    print(e, flush=True)
+    sys.exit(preemption.EXIT_INTERRUPTED)
 
 
 def compile_only():
-  import sys
-
   import jax
   from ml_collections import config_flags
 

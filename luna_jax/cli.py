@@ -10,6 +10,7 @@ from typing import Callable
 from luna_jax import errors
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPT = 130  # the shell's status for a process that Ctrl-C stopped
 _TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -48,6 +49,9 @@ def run(main: Callable) -> None:
       return main(argv)
     except errors.UserError as e:
       fail(str(e))
+    except KeyboardInterrupt:  # a second Ctrl-C (the first saves and stops: preemption)
+      print("Interrupted.", file=sys.stderr)
+      sys.exit(EXIT_INTERRUPT)
 
   app.run(guarded, flags_parser=_parse_flags)
 

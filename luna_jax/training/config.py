@@ -115,6 +115,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 50  # steps between metric lines
   c.eval_every = 500  # steps between validation passes (and best-checkpoint updates)
   c.checkpoint_every = 500  # steps between checkpoints of the latest state
+  c.checkpoint_every_minutes = 0.0  # > 0: also save when this long has passed since the
+  #                                   last save (checked at log steps); 0 = steps only
+  c.allow_config_change = False  # resume a workdir whose checkpoint another config
+  #                               trained (recorded; training/workdir.py lists the fields
+  #                               that may change without it)
   c.keep_checkpoints = 2  # latest checkpoints kept (the best one is kept separately)
   c.max_eval_batches = 0  # batches per validation pass; 0 = the whole split
   c.progress_bar = True
@@ -134,6 +139,8 @@ def validate(config, num_devices: int, num_processes: int = 1,
   _check_optimizer(o)
   for name in ("num_train_steps", "log_every", "eval_every", "checkpoint_every"):
     errors.require(config[name] > 0, f"{name} must be positive, got {config[name]}.")
+  errors.require(config.checkpoint_every_minutes >= 0, "checkpoint_every_minutes must be "
+                 f">= 0 (0: off), got {config.checkpoint_every_minutes}.")
   _check_objective(config, workload)
   _check_other_workloads_keys(config, workload)
   workload.check(config, Devices(num_devices, num_processes))

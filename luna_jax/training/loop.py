@@ -7,8 +7,10 @@ shardings and a donated state; step t + 1 is dispatched before step t's metrics 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from typing import Callable, Optional
 
@@ -20,13 +22,15 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from luna_jax import errors
 from luna_jax.platform import current_platform
 from luna_jax.training import config as config_lib
-from luna_jax.training.workloads import workload_of
-from luna_jax.training.checkpoint import Checkpointer
+from luna_jax.training import workdir as workdir_lib
+from luna_jax.training.checkpoint import Checkpointer, saved_steps
 from luna_jax.training.init_from import load_pretrained
 from luna_jax.training.metrics import MetricWriter, Progress
 from luna_jax.training.optim import learning_rate_schedule, make_optimizer
+from luna_jax.training.preemption import Interrupted, StopSignals
 from luna_jax.training.pretrain import pretrain_then_finetune
-from luna_jax.training.run import Run
+from luna_jax.training.run import CHANGES_KEY, Run, with_defaults, workdir_path
+from luna_jax.training.workloads import workload_of
 from luna_jax.training.steps import (create_state, make_eval_step, make_train_step,
                                      resolve_prng_impl)
 
@@ -60,6 +64,7 @@ class Trainer:
     self.batch_sharding = NamedSharding(run.mesh, P("data"))
     self.rows_multiple = run.mesh.size  # a batch's rows divide among the devices
     self.prng_impl = resolve_prng_impl(config.prng_impl, current_platform())
+    self.resume_iterator = None  # the data iterator's position in a restored checkpoint
     example = run.example_inputs()
     init = lambda: create_state(  # noqa: E731
         run.model, self.tx, config.seed, example, self.prng_impl)
@@ -125,6 +130,11 @@ def train_and_evaluate(config, workdir, *,
   the test split and returns the summary (also written to WORKDIR/summary.json). With
   config.pretrain.objective set, pre-trains first (`pretrain`).
 
+  The workdir is checked before anything else and locked while training
+  (`luna_jax.training.workdir`); a resumed run refuses a changed config unless
+  config.allow_config_change. SIGTERM or SIGINT saves a checkpoint after the current
+  step and raises `preemption.Interrupted` (`preemption`).
+
   step_callback(step, metrics) is called at every log step (notebooks plot with it);
   extra_summary is merged into the summary.
   """
@@ -133,103 +143,203 @@ def train_and_evaluate(config, workdir, *,
     return pretrain_then_finetune(config, workdir, train_and_evaluate,
                                   step_callback=step_callback)
   start_time = time.time()
-  workload_of(config).prepare_vocabulary(config, _sync)
-  run = Run.create(config, workdir)
-  run.workload.prepare_data(run, _sync)
-  trainer = Trainer(run)
-  if run.lead:
-    run.workdir.mkdir(parents=True, exist_ok=True)
-    run.config_path.write_text(run.config.to_json_best_effort(indent=2))
-  _sync("workdir_ready")
-  # Both closed however the run ends (a NaN stop, an interruption, an error).
-  with run.checkpointer() as ckpt, MetricWriter(run.workdir, enabled=run.lead) as writer:
-    state, step, best = _train(trainer, ckpt, writer, step_callback)
-    summary = _test(trainer, ckpt, writer, state, step, best=best, start_time=start_time)
-  summary.update(extra_summary or {})
-  if run.lead:
-    run.summary_path.write_text(json.dumps(summary, indent=2))
-    print(f"\n{run.workload.summary_line(summary, trainer.objective)}", flush=True)
+  lead = jax.process_index() == 0
+  if lead:  # before any data is generated
+    workdir_lib.check_writable(workdir_path(workdir))
+  lock = workdir_lib.WorkdirLock(workdir_path(workdir)) if lead else contextlib.nullcontext()
+  with lock:
+    workload_of(config).prepare_vocabulary(config, _sync)
+    run = Run.create(config, workdir)
+    earlier_changes, change = _config_changes(run)  # refused before anything is written
+    run.workload.prepare_data(run, _sync)
+    trainer = Trainer(run)
+    # All closed however the run ends (a NaN stop, a signal, an error).
+    with run.checkpointer() as ckpt, StopSignals() as stop:
+      state, best = _restore_or_init(trainer, ckpt)
+      step = int(state.step)
+      changes = earlier_changes + ([dict(change, step=step)] if change else [])
+      wall = workdir_lib.WallTime(run.workdir, resumed=step > 0, start_time=start_time)
+      if run.lead:
+        _write_json(run.config_path, {**json.loads(run.config.to_json_best_effort()),
+                                      **({CHANGES_KEY: changes} if changes else {})})
+        dropped = workdir_lib.drop_metrics_after(run.workdir, step)
+        if dropped:
+          print(f"Dropped {dropped} metrics rows after step {step}, which is trained again.",
+                flush=True)
+        wall.update()
+      _sync("workdir_ready")
+      with MetricWriter(run.workdir, enabled=run.lead) as writer:
+        loop = _Loop(trainer, ckpt, writer, stop, wall)
+        state, step, best = loop.train(state, best, step_callback)
+        summary = _test(trainer, ckpt, writer, state, step, best=best)
+    summary["wall_time_s"] = wall.total()
+    summary["processes"] = wall.processes()
+    if changes:
+      summary[CHANGES_KEY] = changes
+    summary.update(extra_summary or {})
+    if run.lead:
+      wall.update()
+      _write_json(run.summary_path, summary)
+      print(f"\n{run.workload.summary_line(summary, trainer.objective)}", flush=True)
   return summary
 
 
-def _train(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, step_callback):
-  """Runs the steps left after the latest checkpoint: (final state, step, best record)."""
-  run, config = trainer.run, trainer.run.config
-  last = config.num_train_steps
-  train_iter = iter(run.dataset("train"))
-  best = trainer.initial_best()
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore_latest(trainer.abstract_state)
-    train_iter.set_state(meta["iterator"])
-    best = meta["best"]
-    print(f"Resumed from {ckpt.latest_dir} at step {int(state.step)}.", flush=True)
-  else:
-    state = trainer.init_state()
-    if config.init_from:
-      params, source = load_pretrained(config.init_from, state.params)
-      state = state.replace(params=jax.device_put(params, trainer.state_sharding.params))
-      print(f"Started from the pre-trained {source}.", flush=True)
-  step = int(state.step)
-  progress = Progress(last, step, enabled=config.progress_bar and run.lead)
-  window, pending = [], None
+def _write_json(path, value) -> None:
+  """Written whole or not at all (a kill mid-write leaves the old file)."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value, indent=2))
+  os.replace(tmp, path)
 
-  def read(pending_metrics, at_step):
+
+def _config_changes(run: Run) -> tuple[list, Optional[dict]]:
+  """(the changes recorded earlier, this resume's change or None): the saved config.json
+  against this config, when there is a checkpoint to resume (`workdir.check_resume_config`
+  raises for a change that is not allowed)."""
+  steps = saved_steps(run.checkpoint_dir)
+  if not steps or not run.config_path.is_file():
+    return [], None
+  try:
+    saved = json.loads(run.config_path.read_text())
+  except ValueError:
+    raise errors.WorkdirError(f"{run.config_path} is not valid JSON, so this resume cannot "
+                              "be checked against the checkpoint's config; restore it, or "
+                              "use another --workdir.") from None
+  earlier = saved.pop(CHANGES_KEY, [])
+  defaults = json.loads(config_lib.base_config().to_json_best_effort())
+  current = json.loads(run.config.to_json_best_effort())
+  change = workdir_lib.check_resume_config(
+      with_defaults(saved, defaults), current, step=steps[-1],
+      allow=run.config.allow_config_change)
+  return earlier, change
+
+
+def _restore_or_init(trainer: Trainer, ckpt: Checkpointer):
+  """(state, best record): the newest checkpoint that restores (its iterator position is
+  set by `_Loop`), else a new state (from config.init_from's weights if set)."""
+  config = trainer.run.config
+  if ckpt.latest_steps():
+    state, meta = ckpt.restore_newest_intact(trainer.abstract_state)
+    best = meta["best"]
+    trainer.resume_iterator = meta["iterator"]
+    if not ckpt.drop_best_after(int(state.step)) or best["step"] is None:
+      best = trainer.initial_best()  # its checkpoint came later than this one
+    print(f"Resumed from {ckpt.latest_dir} at step {int(state.step)}.", flush=True)
+    return state, best
+  state = trainer.init_state()
+  if config.init_from:
+    params, source = load_pretrained(config.init_from, state.params)
+    state = state.replace(params=jax.device_put(params, trainer.state_sharding.params))
+    print(f"Started from the pre-trained {source}.", flush=True)
+  return state, trainer.initial_best()
+
+
+class _Loop:
+  """The training steps after the restored one, with their logging, validation, saves
+  and stops (a signal, a failed save, a non-finite loss)."""
+
+  def __init__(self, trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter,
+               stop: StopSignals, wall: workdir_lib.WallTime):
+    self.trainer, self.ckpt, self.writer, self.stop, self.wall = (
+        trainer, ckpt, writer, stop, wall)
+    self.config = trainer.run.config
+    self.last_save_time = time.time()
+
+  def read(self, pending_metrics, at_step: int) -> dict:
     values = jax.device_get(pending_metrics)
     loss = float(values["loss_sum"]) / max(float(values["count"]), 1.0)
     if not math.isfinite(loss) or not math.isfinite(float(values["grad_norm"])):
       raise NonFiniteLossError(
           f"the training loss became {loss} at step {at_step}; stopping. The last good "
-          f"checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.latest_dir}. Lower "
-          "optimizer.learning_rate, enable optimizer.grad_clip_norm or use float32.")
+          f"checkpoint (step {self.ckpt.latest_step()}) is kept in {self.ckpt.latest_dir}. "
+          "Lower optimizer.learning_rate, enable optimizer.grad_clip_norm or use float32.")
     values["loss"] = loss
     return values
 
-  try:
-    while step < last:
-      batch = trainer.to_global(next(train_iter))
-      state, metrics = trainer.train_step(state, batch)
-      step += 1
-      if pending is not None:  # read step t - 1 while step t runs
-        window.append(read(*pending))
-      pending = (metrics, step)
-      log, validate, save = (every(step, n, last) for n in (
-          config.log_every, config.eval_every, config.checkpoint_every))
-      if not (log or validate or save):
-        continue
-      window.append(read(*pending))
-      pending = None
-      if log:
-        summed = {k: sum(float(w[k]) for w in window) for k in ("loss_sum", "correct", "count")}
-        logged = {"loss": summed["loss_sum"] / max(summed["count"], 1),
-                  "accuracy": summed["correct"] / max(summed["count"], 1),
-                  "grad_norm": float(window[-1]["grad_norm"]),
-                  "learning_rate": float(trainer.schedule(step - 1))}
-        writer.write(step, "train", logged)
-        progress.update(step, logged["loss"])
-        if step_callback is not None:
-          step_callback(step, logged)
-        window = []
-      if validate:
-        val = trainer.evaluate(state.params, "validation", config.max_eval_batches,
-                               validation=True)
-        writer.write(step, "validation", val)
-        bleu = f", BLEU {val['bleu']:.2f}" if "bleu" in val else ""
-        progress.message(f"step {step}: validation accuracy {val['accuracy']:.4f} "
-                         f"(loss {val['loss']:.4f}{bleu})")
-        if trainer.improved(val, best):
-          best = {f"val_{trainer.objective.select}": val[trainer.objective.select],
-                  "step": step}
-          ckpt.save_best(step, state.params, best)
-      if save:
-        ckpt.save_latest(step, state, {"iterator": train_iter.get_state(), "best": best})
-  finally:
-    progress.close()
+  def time_to_save(self) -> bool:
+    """checkpoint_every_minutes has passed (decided by process 0, for all)."""
+    minutes = self.config.checkpoint_every_minutes
+    if not minutes:
+      return False
+    due = time.time() - self.last_save_time >= 60 * minutes
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+    return due
+
+  def save(self, state, step: int, train_iter, best: dict) -> None:
+    self.ckpt.save_latest(step, state, {"iterator": train_iter.get_state(), "best": best})
+    self.last_save_time = time.time()
+    if self.trainer.run.lead:
+      self.wall.update()
+
+  def train(self, state, best: dict, step_callback):
+    """Runs the steps up to num_train_steps: (final state, step, best record)."""
+    trainer, ckpt, writer, config = self.trainer, self.ckpt, self.writer, self.config
+    run, last = trainer.run, config.num_train_steps
+    train_iter = iter(run.dataset("train"))
+    if trainer.resume_iterator is not None:
+      train_iter.set_state(trainer.resume_iterator)
+    step = start = int(state.step)
+    progress = Progress(last, step, enabled=config.progress_bar and run.lead)
+    window, pending = [], None
+    try:
+      while step < last and not self.stop.received:
+        batch = trainer.to_global(next(train_iter))
+        state, metrics = trainer.train_step(state, batch)
+        step += 1
+        ckpt.check()  # a background save that failed stops the run here
+        if pending is not None:  # read step t - 1 while step t runs
+          window.append(self.read(*pending))
+        pending = (metrics, step)
+        log, validate, save = (every(step, n, last) for n in (
+            config.log_every, config.eval_every, config.checkpoint_every))
+        stopping = self.stop.requested(step)
+        if not (log or validate or save or stopping):
+          continue
+        window.append(self.read(*pending))
+        pending = None
+        if log:
+          summed = {k: sum(float(w[k]) for w in window)
+                    for k in ("loss_sum", "correct", "count")}
+          logged = {"loss": summed["loss_sum"] / max(summed["count"], 1),
+                    "accuracy": summed["correct"] / max(summed["count"], 1),
+                    "grad_norm": float(window[-1]["grad_norm"]),
+                    "learning_rate": float(trainer.schedule(step - 1))}
+          writer.write(step, "train", logged)
+          progress.update(step, logged["loss"])
+          if step_callback is not None:
+            step_callback(step, logged)
+          window = []
+          save = save or self.time_to_save()
+        if validate:
+          val = trainer.evaluate(state.params, "validation", config.max_eval_batches,
+                                 validation=True)
+          writer.write(step, "validation", val)
+          bleu = f", BLEU {val['bleu']:.2f}" if "bleu" in val else ""
+          progress.message(f"step {step}: validation accuracy {val['accuracy']:.4f} "
+                           f"(loss {val['loss']:.4f}{bleu})")
+          if trainer.improved(val, best):
+            best = {f"val_{trainer.objective.select}": val[trainer.objective.select],
+                    "step": step}
+            ckpt.save_best(step, state.params, best)
+        if save or stopping:
+          self.save(state, step, train_iter, best)
+    finally:
+      progress.close()
+    if self.stop.received and step > start and ckpt.latest_step() != step:
+      self.save(state, step, train_iter, best)  # the signal came after this step's check
     ckpt.wait()
-  return state, step, best
+    if self.stop.received:
+      raise Interrupted(
+          f"Stopped by {self.stop.received} at step {step}; the checkpoint of step "
+          f"{ckpt.latest_step()} is saved in {ckpt.latest_dir}. Rerun the same command to "
+          f"resume from it.", step)
+    return state, step, best
 
 
 def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, step: int, *,
-          best: dict, start_time: float) -> dict:
+          best: dict) -> dict:
   """The test split with the best checkpoint (else the final state): the run's summary."""
   run, config = trainer.run, trainer.run.config
   select = trainer.objective.select
@@ -247,7 +357,6 @@ def _test(trainer: Trainer, ckpt: Checkpointer, writer: MetricWriter, state, ste
       f"best_val_{select}": best[f"val_{select}"], "best_step": best["step"],
       **{f"test_{k}": v for k, v in test.items()}, "checkpoint_used": used,
       **run.workload.summary_extras(run, test),
-      "wall_time_s": time.time() - start_time,
       # Official or generated data, and which (recorded when it was prepared).
       "data_provenance": run.source.provenance(),
   }

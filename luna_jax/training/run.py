@@ -24,6 +24,7 @@ from luna_jax.training.workloads import Devices, Workload, objective_name, workl
 CONFIG_FILE = "config.json"  # the run's config, written by training and read by evaluation
 SUMMARY_FILE = "summary.json"  # the final summary of train_and_evaluate
 CHECKPOINTS_DIR = "checkpoints"
+CHANGES_KEY = "changes_on_resume"  # config.json's list of config changes made on resume
 
 
 def workdir_path(workdir) -> pathlib.Path:
@@ -39,16 +40,18 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise errors.WorkdirError(f"{path} not found: is {workdir} a train.py workdir?")
   saved = json.loads(path.read_text())
-  return ml_collections.ConfigDict(_with_defaults(saved, config_lib.base_config().to_dict()))
+  saved.pop(CHANGES_KEY, None)  # the record of changes on resume, not a setting
+  return ml_collections.ConfigDict(with_defaults(saved, config_lib.base_config().to_dict()))
 
 
-def _with_defaults(saved: dict, defaults: dict) -> dict:
+def with_defaults(saved: dict, defaults: dict) -> dict:
+  """`saved` with every key of `defaults` it lacks (nested dicts merged)."""
   out = dict(saved)
   for key, value in defaults.items():
     if key not in out:
       out[key] = value
     elif isinstance(value, dict) and isinstance(out[key], dict):
-      out[key] = _with_defaults(out[key], value)
+      out[key] = with_defaults(out[key], value)
   return out
 
 
