@@ -240,3 +240,77 @@ def test_a_workdir_that_cannot_be_written_fails_before_any_data_is_generated(tmp
     result = _train("configs/lra_listops.py:cpu", workdir, f"--config.data_dir={data_dir}")
     _one_error(result, phrase)
   assert not data_dir.exists()
+
+
+def test_checkpoint_every_minutes_saves_by_the_clock(data_dir, tmp_path):
+  from luna_jax.training import train_and_evaluate
+  from tests.training_fixtures import tiny_config
+
+  config = tiny_config("listops", data_dir, steps=6)
+  config.checkpoint_every, config.eval_every, config.log_every = 1000, 1000, 2
+  config.keep_checkpoints = 5
+  config.checkpoint_every_minutes = 1e-9  # due at every log step
+  train_and_evaluate(config, tmp_path)
+  assert saved_steps(tmp_path / "checkpoints") == [2, 4, 6]
+
+
+def _tiny_checkpoints(folder, steps):
+  import jax.numpy as jnp
+
+  from luna_jax.training.checkpoint import Checkpointer
+
+  ckpt = Checkpointer(folder, keep=len(steps))
+  for step in steps:
+    ckpt.save_latest(step, {"w": jnp.full(3, float(step))}, {"best": step})
+  ckpt.wait()
+  return ckpt
+
+
+def test_when_no_checkpoint_restores_the_error_lists_each(tmp_path, capsys):
+  import jax
+
+  from luna_jax import errors
+
+  ckpt = _tiny_checkpoints(tmp_path, [1, 2])
+  for step in (1, 2):
+    for f in (tmp_path / "latest" / str(step) / "state").rglob("*"):
+      if f.is_file():
+        f.unlink()
+  abstract = {"w": jax.ShapeDtypeStruct((3,), "float32")}
+  with pytest.raises(errors.WorkdirError, match=r"no checkpoint in .* restores \(step 2: .*; "
+                     r"step 1: .*\)\. .*move .* aside"):
+    ckpt.restore_newest_intact(abstract)
+  assert capsys.readouterr().out.count("warning: the checkpoint of step") == 2
+  assert ckpt.latest_steps() == [1, 2]  # nothing set aside when nothing restores
+  ckpt.close()
+
+
+def test_a_lock_is_taken_over_only_from_a_process_that_no_longer_runs(tmp_path, capsys):
+  import socket
+
+  from luna_jax import errors
+  from luna_jax.training import workdir as workdir_lib
+
+  lock = workdir_lib.WorkdirLock(tmp_path)
+  me = socket.gethostname()
+  parent = os.getppid()  # alive, and not this process
+  live = {"host": me, "pid": parent, "started": "then", "boot_id": workdir_lib._boot_id(),
+          "pid_start": workdir_lib._start_ticks(parent)}
+  cases = [  # (holder, taken over?)
+      (live, False),
+      (dict(live, host="elsewhere"), False),
+      (dict(live, boot_id="another boot"), True),  # the machine restarted
+      (dict(live, pid_start="1"), True),  # its PID now belongs to another process
+      (dict(live, pid=2 ** 22 + 1), True),  # no such process
+  ]
+  for holder, taken in cases:
+    (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(holder))
+    if taken:
+      with lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+      assert "warning: taking over" in capsys.readouterr().out
+      assert not lock.path.exists()
+    else:
+      with pytest.raises(errors.WorkdirError, match=f"in use by PID {holder['pid']} on host "
+                         f"{holder['host']}, training since then"):
+        lock.acquire()
