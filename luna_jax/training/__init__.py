@@ -13,7 +13,10 @@
                      Apollo), its schedules and gradient clipping
   apollo             Apollo (Ma 2020) as an optax transformation, the Luna WMT optimiser
   objectives         classification, MLM, causal LM, translation: the metric sums of a step
-  checkpoint         the latest and the best checkpoints (orbax), resumed exactly
+  checkpoint         the latest and the best checkpoints (orbax), resumed exactly; a failed
+                     save stopped, a damaged checkpoint passed over
+  workdir            the workdir's lock, checks, config drift on resume, records counted once
+  preemption         SIGTERM / SIGINT: save at the step boundary and stop (Interrupted)
   metrics            metrics as JSON lines and TensorBoard events
   evaluate           evaluating a workdir's checkpoint (eval.py)
   pretrain           self-pre-training then fine-tuning in one run
@@ -26,8 +29,9 @@
 
 from luna_jax.training.config import base_config, build_model, validate
 from luna_jax.training.loop import NonFiniteLossError, Trainer, every, train_and_evaluate
+from luna_jax.training.preemption import Interrupted
 from luna_jax.training.run import Run
 from luna_jax.training.variants import apply_variant
 
-__all__ = ["NonFiniteLossError", "Run", "Trainer", "apply_variant", "base_config",
+__all__ = ["Interrupted", "NonFiniteLossError", "Run", "Trainer", "apply_variant", "base_config",
            "build_model", "every", "train_and_evaluate", "validate"]
