@@ -76,15 +76,16 @@ def test_eight_devices_and_two_processes_match_one_device(data_dir, tmp_path):
   # the size of the rounding, so the comparison below can be tight.
   config.optimizer.eps = 1e-2
   port = portpicker.pick_unused_port()
+  flags = os.environ.get("XLA_FLAGS", "")  # (the conftest's, without a device count)
   runs = {
-      "one": [{"XLA_FLAGS": ""}],
-      "eight": [{"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}],
-      "two": [{"XLA_FLAGS": ""}, (f"127.0.0.1:{port}", "2", "0")],
+      "one": [{"XLA_FLAGS": flags}],
+      "eight": [{"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8"}],
+      "two": [{"XLA_FLAGS": flags}, (f"127.0.0.1:{port}", "2", "0")],
   }
   procs = [(name, _run_in_subprocess(config, tmp_path / name, env, tmp_path / f"{name}.log",
                                      *extra))
            for name, (env, *extra) in runs.items()]
-  procs.append(("two", _run_in_subprocess(config, tmp_path / "two", {"XLA_FLAGS": ""},
+  procs.append(("two", _run_in_subprocess(config, tmp_path / "two", {"XLA_FLAGS": flags},
                                           tmp_path / "two1.log", (f"127.0.0.1:{port}", "2", "1"))))
   for _, proc in procs:
     proc.wait(timeout=600)

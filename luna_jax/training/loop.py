@@ -160,13 +160,7 @@ def train_and_evaluate(config, workdir, *,
       changes = earlier_changes + ([dict(change, step=step)] if change else [])
       wall = workdir_lib.WallTime(run.workdir, resumed=step > 0, start_time=start_time)
       if run.lead:
-        _write_json(run.config_path, {**json.loads(run.config.to_json_best_effort()),
-                                      **({CHANGES_KEY: changes} if changes else {})})
-        dropped = workdir_lib.drop_metrics_after(run.workdir, step)
-        if dropped:
-          print(f"Dropped {dropped} metrics rows after step {step}, which is trained again.",
-                flush=True)
-        wall.update()
+        _record_start(run, step, changes, wall)
       _sync("workdir_ready")
       with MetricWriter(run.workdir, enabled=run.lead) as writer:
         loop = _Loop(trainer, ckpt, writer, stop, wall)
@@ -182,6 +176,18 @@ def train_and_evaluate(config, workdir, *,
       _write_json(run.summary_path, summary)
       print(f"\n{run.workload.summary_line(summary, trainer.objective)}", flush=True)
   return summary
+
+
+def _record_start(run: Run, step: int, changes: list, wall: workdir_lib.WallTime) -> None:
+  """What the workdir says once the state is restored (so a restore that fails leaves it
+  as it was): the config with its changes, metrics rows up to `step`, this process."""
+  _write_json(run.config_path, {**json.loads(run.config.to_json_best_effort()),
+                                **({CHANGES_KEY: changes} if changes else {})})
+  dropped = workdir_lib.drop_metrics_after(run.workdir, step)
+  if dropped:
+    print(f"Dropped {dropped} metrics rows after step {step}, which is trained again.",
+          flush=True)
+  wall.update()
 
 
 def _write_json(path, value) -> None:
