@@ -179,6 +179,9 @@ def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(straight, t
   assert f"taking over {workdir / 'train.lock'}, left by PID {first.pid}" in third.stdout
   assert f"metrics rows after step {saved}, which is trained again" in third.stdout
   _each_step_once(workdir)
+  allowed = {"step": saved, "fields": {"num_train_steps": [1000000, saved + 10]},
+             "override": False}  # an allowed change, recorded
+  assert json.loads((workdir / "config.json").read_text())["changes_on_resume"] == [allowed]
   assert json.loads((workdir / "summary.json").read_text())["steps"] == saved + 10
   assert not (workdir / "train.lock").exists()
 
@@ -211,6 +214,13 @@ def test_a_changed_config_is_refused_before_writing_and_an_allowed_one_recorded(
   _one_error(refused, f"checkpoint (step {STEPS}) was trained with another config",
              "batch_size: 4 -> 8", "model.num_layers: 1 -> 2", "allow_config_change")
   assert (workdir / "config.json").read_bytes() == saved
+  # Forced, a change of the model's shape fails at the restore, still before any write.
+  forced = _train(config, workdir, "--config.model.num_layers=2",
+                  "--config.allow_config_change=True")
+  _one_error(forced, "no checkpoint in", f"restores (step {STEPS}: ",
+             f"step {STEPS - EVERY}: ", "pass the saved one")
+  assert (workdir / "config.json").read_bytes() == saved
+  assert saved_steps(workdir / "checkpoints") == [STEPS - EVERY, STEPS]
 
   more = _train(config, workdir, f"--config.num_train_steps={STEPS + 10}",
                 "--config.optimizer.learning_rate=0.002", "--config.allow_config_change=True")
