@@ -296,6 +296,8 @@ def test_when_no_checkpoint_restores_the_error_lists_each(tmp_path, capsys):
 
 
 def test_a_lock_is_taken_over_only_from_a_process_that_no_longer_runs(tmp_path, capsys):
+  """Or, from another host, one that stopped renewing it (a preempted VM, the workdir on
+  shared storage)."""
   import socket
 
   from luna_jax import errors
@@ -306,15 +308,20 @@ def test_a_lock_is_taken_over_only_from_a_process_that_no_longer_runs(tmp_path, 
   parent = os.getppid()  # alive, and not this process
   live = {"host": me, "pid": parent, "started": "then", "boot_id": workdir_lib._boot_id(),
           "pid_start": workdir_lib._start_ticks(parent)}
-  cases = [  # (holder, taken over?)
-      (live, False),
-      (dict(live, host="elsewhere"), False),
-      (dict(live, boot_id="another boot"), True),  # the machine restarted
-      (dict(live, pid_start="1"), True),  # its PID now belongs to another process
-      (dict(live, pid=2 ** 22 + 1), True),  # no such process
+  hour_ago = time.time() - 3600
+  cases = [  # (holder, when it last renewed the lock, taken over?)
+      (live, None, False),
+      (live, hour_ago, False),  # alive here: the heartbeat does not matter
+      (dict(live, host="elsewhere"), None, False),
+      (dict(live, host="elsewhere"), hour_ago, True),  # silent for longer than STALE_S
+      (dict(live, boot_id="another boot"), None, True),  # the machine restarted
+      (dict(live, pid_start="1"), None, True),  # its PID now belongs to another process
+      (dict(live, pid=2 ** 22 + 1), None, True),  # no such process
   ]
-  for holder, taken in cases:
+  for holder, renewed, taken in cases:
     (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(holder))
+    if renewed is not None:
+      os.utime(tmp_path / workdir_lib.LOCK_FILE, (renewed, renewed))
     if taken:
       with lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
@@ -324,3 +331,15 @@ def test_a_lock_is_taken_over_only_from_a_process_that_no_longer_runs(tmp_path, 
       with pytest.raises(errors.WorkdirError, match=f"in use by PID {holder['pid']} on host "
                          f"{holder['host']}, training since then"):
         lock.acquire()
+
+
+def test_the_lock_is_renewed_while_held(tmp_path, monkeypatch):
+  from luna_jax.training import workdir as workdir_lib
+
+  monkeypatch.setattr(workdir_lib.WorkdirLock, "HEARTBEAT_S", 0.05)
+  with workdir_lib.WorkdirLock(tmp_path) as lock:
+    old = time.time() - 3600
+    os.utime(lock.path, (old, old))
+    time.sleep(0.3)
+    assert time.time() - lock.path.stat().st_mtime < 60
+  assert not lock.path.exists()

@@ -14,8 +14,9 @@ import json
 import os
 import pathlib
 import socket
+import threading
 import time
-from typing import Optional
+from typing import ClassVar, Optional
 
 from luna_jax import errors
 
@@ -83,12 +84,19 @@ def _alive(holder: dict) -> bool:
 @dataclasses.dataclass
 class WorkdirLock:
   """WORKDIR/train.lock, created exclusively while a training process runs (a context
-  manager). A live holder: WorkdirError naming its host, PID and start time. A holder on
-  this host that has died (killed, preempted, the machine restarted): taken over with a
-  warning. A lock from another host cannot be checked from here: the error says so."""
+  manager), its modification time renewed every HEARTBEAT_S seconds by a thread.
+
+  A lock whose holder runs is refused with a WorkdirError naming its host, PID and start
+  time. It is taken over, with a warning, when its holder is on this host and has died
+  (killed, preempted, the machine restarted), or is on another host (a new Colab or TPU
+  VM after a preemption, with the workdir on shared storage) and has not renewed it for
+  STALE_S seconds."""
 
   workdir: pathlib.Path
   held: bool = False
+  HEARTBEAT_S: ClassVar[float] = 30.0
+  STALE_S: ClassVar[float] = 600.0
+  _stop: Optional[threading.Event] = None
 
   @property
   def path(self) -> pathlib.Path:
@@ -112,23 +120,44 @@ class WorkdirLock:
         holder = self._holder()
         if holder is None:
           continue  # dropped meanwhile, or still being written: try again
-        if holder["host"] != me["host"] or _alive(holder):
-          raise errors.WorkdirError(
-              f"the workdir {self.workdir} is in use by PID {holder['pid']} on host "
-              f"{holder['host']}, training since {holder['started']}. Wait for it to "
-              "finish or pass another --workdir"
-              + ("; if that process has ended, delete " + str(self.path) + "."
-                 if holder["host"] != me["host"] else ".")) from None
-        print(f"warning: taking over {self.path}, left by PID {holder['pid']} (started "
-              f"{holder['started']}), which no longer runs.", flush=True)
-        with contextlib.suppress(FileNotFoundError):
-          self.path.unlink()
+        self._take_over_or_refuse(holder, me["host"])
         continue
       with os.fdopen(fd, "w") as f:
         json.dump(me, f)
       self.held = True
+      self._stop = threading.Event()
+      threading.Thread(target=self._renew, args=(self._stop,), daemon=True,
+                       name="workdir_lock").start()
       return
     raise errors.WorkdirError(f"could not take {self.path}: other processes keep taking it.")
+
+  def _take_over_or_refuse(self, holder: dict, host: str) -> None:
+    try:
+      silent_s = time.time() - self.path.stat().st_mtime
+    except FileNotFoundError:
+      return  # dropped meanwhile
+    here = holder["host"] == host
+    if here and not _alive(holder):
+      why = "which no longer runs"
+    elif not here and silent_s > self.STALE_S:
+      why = f"which has not renewed it for {silent_s / 60:.0f} minutes"
+    else:
+      raise errors.WorkdirError(
+          f"the workdir {self.workdir} is in use by PID {holder['pid']} on host "
+          f"{holder['host']}, training since {holder['started']}. Wait for it to finish "
+          "or pass another --workdir"
+          + ("." if here else f" (a lock from another host not renewed for "
+             f"{self.STALE_S / 60:.0f} minutes is taken over; it was renewed "
+             f"{silent_s:.0f} s ago).")) from None
+    print(f"warning: taking over {self.path}, left by PID {holder['pid']} on host "
+          f"{holder['host']} (started {holder['started']}), {why}.", flush=True)
+    with contextlib.suppress(FileNotFoundError):
+      self.path.unlink()
+
+  def _renew(self, stop: threading.Event) -> None:
+    while not stop.wait(self.HEARTBEAT_S):
+      with contextlib.suppress(OSError):
+        os.utime(self.path)
 
   def _holder(self) -> Optional[dict]:
     try:
@@ -145,6 +174,8 @@ class WorkdirLock:
     return holder
 
   def release(self) -> None:
+    if self._stop is not None:
+      self._stop.set()
     if self.held:
       with contextlib.suppress(FileNotFoundError):
         self.path.unlink()
