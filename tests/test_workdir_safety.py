@@ -343,3 +343,26 @@ def test_the_lock_is_renewed_while_held(tmp_path, monkeypatch):
     time.sleep(0.3)
     assert time.time() - lock.path.stat().st_mtime < 60
   assert not lock.path.exists()
+
+
+def test_on_two_processes_a_sigterm_to_one_stops_both_at_the_same_saved_step(data_dir,
+                                                                              tmp_path):
+  """JAX's preemption service (multihost_utils.reached_preemption_sync_point) agrees on
+  the step; each process saves its part of the checkpoint there and exits with 75."""
+  import portpicker
+
+  config = _config_file(tmp_path, data_dir)
+  workdir = tmp_path / "run"
+  address = f"127.0.0.1:{portpicker.pick_unused_port()}"
+  procs = [_start(config, workdir, "--config.num_train_steps=1000000",
+                  "--config.batch_size=8", f"--coordinator_address={address}",
+                  "--num_processes=2", f"--process_id={i}") for i in (0, 1)]
+  _wait_for_step(procs[0], workdir, 5)
+  procs[1].send_signal(signal.SIGTERM)
+  outs = [p.communicate(timeout=300) for p in procs]
+  for proc, (out, err) in zip(procs, outs, strict=True):
+    assert proc.returncode == preemption.EXIT_INTERRUPTED, out + err
+  stopped = max(saved_steps(workdir / "checkpoints"))
+  for out, _ in outs:
+    assert f"Stopped by SIGTERM at step {stopped}; the checkpoint of step {stopped}" in out
+  assert not (workdir / "train.lock").exists()
