@@ -47,7 +47,8 @@ def config_for(mixer: str, n: int, corpus_dir: str, args):
   c.max_len = n
   m = c.model
   m.name = mixer.split("-")[0]
-  m.num_layers, m.d_model, m.num_heads, m.ffn_dim = 2, args.width, 4, 4 * args.width
+  m.num_layers, m.d_model, m.num_heads, m.ffn_dim = (args.num_layers, args.width, 4,
+                                                    4 * args.width)
   m.dropout = m.attention_dropout = 0.0
   m.init_style = "bert"
   for key, value in MIXERS[mixer].items():
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--tokens_per_step", type=int, default=8192)
   parser.add_argument("--width", type=int, default=128)
+  parser.add_argument("--num_layers", type=int, default=2)
   parser.add_argument("--learning_rate", type=float, default=3e-3)
   parser.add_argument("--eval_batches", type=int, default=8)
   parser.add_argument("--max_files", type=int, default=400)
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.quick:
     args.lengths, args.steps, args.tokens_per_step, args.width = [64, 128], 4, 512, 32
+    args.num_layers = 1
     args.max_files, args.eval_batches = 40, 2
   from luna_jax.data.corpus import prepare_corpus
   from luna_jax.training import train_and_evaluate

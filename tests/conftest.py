@@ -40,3 +40,27 @@ def data_dir(tmp_path_factory):
   from tests.training_fixtures import prepare_fixture_data
 
   return prepare_fixture_data(tmp_path_factory.mktemp("lra"))
+
+
+# The longest tests (a minute or more each on 2 cores, `--durations`) go first, so that
+# the two xdist workers do not end with one of them running alone.
+LONGEST_FIRST = (
+    "tests/test_benchmarks.py::test_accelerator_check_dry_run",
+    "tests/test_benchmarks.py::test_mlm_perplexity_quick",
+    "tests/test_translation.py::test_a_translation_run_resumes",
+    "tests/test_training.py::test_eight_devices_and_two_processes",
+    "tests/test_aot.py::test_a_config_that_does_not_fit",
+    "tests/test_aot.py::test_train_py_compiles_for_v5e_8",
+    "tests/test_seq2seq.py::test_a_long_reference",
+    "tests/test_notebooks.py::test_quickstart_runs",
+)
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    for i, prefix in enumerate(LONGEST_FIRST):
+      if item.nodeid.startswith(prefix):
+        return i
+    return len(LONGEST_FIRST)
+
+  items.sort(key=rank)  # stable: the rest keep their order
