@@ -32,10 +32,17 @@ class Interrupted(Exception):
 
 
 def _multi_process_service() -> bool:
-  from jax._src import distributed
+  """Whether JAX's preemption service runs (several processes, jax.distributed started
+  with jax_enable_preemption_service, the default)."""
+  if jax.process_count() == 1:
+    return False
+  try:  # (the state multihost_utils.reached_preemption_sync_point reads)
+    from jax._src import distributed
 
-  return (jax.process_count() > 1 and distributed.global_state.client is not None
-          and distributed.global_state.preemption_sync_manager is not None)
+    state = distributed.global_state
+    return state.client is not None and state.preemption_sync_manager is not None
+  except (ImportError, AttributeError):  # another JAX's layout: no agreed stop
+    return False
 
 
 class StopSignals:
