@@ -52,9 +52,7 @@ def main(argv):
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
   from luna_jax import cli
-  from luna_jax.training import train_and_evaluate
-
-  from luna_jax.training import preemption
+  from luna_jax.training import preemption, train_and_evaluate
 
   config = cli.config_value(_CONFIG)
   workdir = _WORKDIR.value or f"runs/{config.task}_{config.model.name}"

@@ -94,6 +94,7 @@ class Checkpointer:
     self.best = ocp.CheckpointManager(
         self.best_dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
     self.saving: dict[str, int] = {}  # "latest"/"best" -> the step last given to save
+    self.in_flight = False  # a save not yet checked
     logging.getLogger("absl").addFilter(_RAISED_AGAIN)  # (a set: added once)
     self.failed = False
 
@@ -114,22 +115,21 @@ class Checkpointer:
     return self.best.latest_step()
 
   def save_latest(self, step: int, state, meta: dict) -> None:
-    self.check()
-    self.saving["latest"] = step
-    saved = self.latest.save(step, args=ocp.args.Composite(
+    self._save("latest", step, ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    if not saved:  # Orbax skips, silently, a step at or before its latest
-      raise RuntimeError(f"Orbax skipped the save of step {step} in {self.latest_dir}, "
-                         f"which holds step {self.latest.latest_step()}.")
 
   def save_best(self, step: int, params, meta: dict) -> None:
-    self.check()
-    self.saving["best"] = step
-    saved = self.best.save(step, args=ocp.args.Composite(
+    self._save("best", step, ocp.args.Composite(
         params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)))
-    if not saved:
-      raise RuntimeError(f"Orbax skipped the save of step {step} in {self.best_dir}, "
-                         f"which holds step {self.best.latest_step()}.")
+
+  def _save(self, kind: str, step: int, args) -> None:
+    self.check()
+    manager = self.latest if kind == "latest" else self.best
+    self.saving[kind] = step
+    self.in_flight = True
+    if not manager.save(step, args=args):  # Orbax skips, silently, a step at or before
+      raise RuntimeError(f"Orbax skipped the save of step {step} in {manager.directory}, "
+                         f"which holds step {manager.latest_step()}.")
 
   def restore_latest(self, abstract_state, step: Optional[int] = None) -> tuple[Any, dict]:
     step = self.latest.latest_step() if step is None else step
@@ -197,14 +197,26 @@ class Checkpointer:
     return self.restore_latest(abstract_state, step)[0].params, step
 
   def check(self) -> None:
-    """Raises CheckpointSaveError if a background save has failed (module docstring)."""
+    """Raises CheckpointSaveError if a background save has failed (module docstring);
+    nothing to do (no call into Orbax) while no save is in flight."""
+    self._surface(block=False)
+
+  def _surface(self, block: bool) -> None:
+    """A failed save's error, from each manager whose saves have finished (all of them
+    when `block`: waits for them)."""
+    if not self.in_flight:
+      return
+    busy = False
     for kind, manager in (("latest", self.latest), ("best", self.best)):
       try:
         manager.check_for_errors()
-        if not manager.is_saving_in_progress():  # finished: its error, at no wait
+        if block or not manager.is_saving_in_progress():  # finished: no wait
           manager.wait_until_finished()
+        else:
+          busy = True
       except Exception as e:  # noqa: BLE001
         self._failed(kind, e)
+    self.in_flight = busy
 
   def _failed(self, kind: str, e: BaseException) -> None:
     self.failed = True
@@ -228,12 +240,7 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Waits for the background saves; raises CheckpointSaveError if one failed."""
-    for kind, manager in (("latest", self.latest), ("best", self.best)):
-      try:
-        manager.wait_until_finished()
-      except Exception as e:  # noqa: BLE001
-        self._failed(kind, e)
-    self.check()
+    self._surface(block=True)
 
   def close(self) -> None:
     error = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from typing import Callable, Optional
 
@@ -64,7 +63,6 @@ class Trainer:
     self.batch_sharding = NamedSharding(run.mesh, P("data"))
     self.rows_multiple = run.mesh.size  # a batch's rows divide among the devices
     self.prng_impl = resolve_prng_impl(config.prng_impl, current_platform())
-    self.resume_iterator = None  # the data iterator's position in a restored checkpoint
     example = run.example_inputs()
     init = lambda: create_state(  # noqa: E731
         run.model, self.tx, config.seed, example, self.prng_impl)
@@ -155,16 +153,19 @@ def train_and_evaluate(config, workdir, *,
     trainer = Trainer(run)
     # All closed however the run ends (a NaN stop, a signal, an error).
     with run.checkpointer() as ckpt, StopSignals() as stop:
-      state, best = _restore_or_init(trainer, ckpt)
+      state, best, iterator_state = _restore_or_init(trainer, ckpt)
       step = int(state.step)
       changes = earlier_changes + ([dict(change, step=step)] if change else [])
       wall = workdir_lib.WallTime(run.workdir, resumed=step > 0, start_time=start_time)
       if run.lead:
-        _record_start(run, step, changes, wall)
+        _record_start(run, changes, wall)
       _sync("workdir_ready")
-      with MetricWriter(run.workdir, enabled=run.lead) as writer:
+      with MetricWriter(run.workdir, enabled=run.lead, resumed_at=step) as writer:
+        if writer.dropped:
+          print(f"Dropped {writer.dropped} metrics rows after step {step}, which is "
+                "trained again.", flush=True)
         loop = _Loop(trainer, ckpt, writer, stop, wall)
-        state, step, best = loop.train(state, best, step_callback)
+        state, step, best = loop.train(state, best, iterator_state, step_callback)
         summary = _test(trainer, ckpt, writer, state, step, best=best)
     summary["wall_time_s"] = wall.total()
     summary["processes"] = wall.processes()
@@ -173,28 +174,18 @@ def train_and_evaluate(config, workdir, *,
     summary.update(extra_summary or {})
     if run.lead:
       wall.update()
-      _write_json(run.summary_path, summary)
+      workdir_lib.write_atomically(run.summary_path, json.dumps(summary, indent=2))
       print(f"\n{run.workload.summary_line(summary, trainer.objective)}", flush=True)
   return summary
 
 
-def _record_start(run: Run, step: int, changes: list, wall: workdir_lib.WallTime) -> None:
+def _record_start(run: Run, changes: list, wall: workdir_lib.WallTime) -> None:
   """What the workdir says once the state is restored (so a restore that fails leaves it
-  as it was): the config with its changes, metrics rows up to `step`, this process."""
-  _write_json(run.config_path, {**json.loads(run.config.to_json_best_effort()),
-                                **({CHANGES_KEY: changes} if changes else {})})
-  dropped = workdir_lib.drop_metrics_after(run.workdir, step)
-  if dropped:
-    print(f"Dropped {dropped} metrics rows after step {step}, which is trained again.",
-          flush=True)
+  as it was): the config with its changes on resume, and this process's wall time."""
+  config = {**json.loads(run.config.to_json_best_effort()),
+            **({CHANGES_KEY: changes} if changes else {})}
+  workdir_lib.write_atomically(run.config_path, json.dumps(config, indent=2))
   wall.update()
-
-
-def _write_json(path, value) -> None:
-  """Written whole or not at all (a kill mid-write leaves the old file)."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2))
-  os.replace(tmp, path)
 
 
 def _config_changes(run: Run) -> tuple[list, Optional[dict]]:
@@ -220,23 +211,22 @@ def _config_changes(run: Run) -> tuple[list, Optional[dict]]:
 
 
 def _restore_or_init(trainer: Trainer, ckpt: Checkpointer):
-  """(state, best record): the newest checkpoint that restores (its iterator position is
-  set by `_Loop`), else a new state (from config.init_from's weights if set)."""
+  """(state, best record, the data iterator's position or None): the newest checkpoint
+  that restores, else a new state (from config.init_from's weights if set)."""
   config = trainer.run.config
   if ckpt.latest_steps():
     state, meta = ckpt.restore_newest_intact(trainer.abstract_state)
     best = meta["best"]
-    trainer.resume_iterator = meta["iterator"]
     if not ckpt.drop_best_after(int(state.step)) or best["step"] is None:
       best = trainer.initial_best()  # its checkpoint came later than this one
     print(f"Resumed from {ckpt.latest_dir} at step {int(state.step)}.", flush=True)
-    return state, best
+    return state, best, meta["iterator"]
   state = trainer.init_state()
   if config.init_from:
     params, source = load_pretrained(config.init_from, state.params)
     state = state.replace(params=jax.device_put(params, trainer.state_sharding.params))
     print(f"Started from the pre-trained {source}.", flush=True)
-  return state, trainer.initial_best()
+  return state, trainer.initial_best(), None
 
 
 class _Loop:
@@ -279,13 +269,14 @@ class _Loop:
     if self.trainer.run.lead:
       self.wall.update()
 
-  def train(self, state, best: dict, step_callback):
-    """Runs the steps up to num_train_steps: (final state, step, best record)."""
+  def train(self, state, best: dict, iterator_state, step_callback):
+    """Runs the steps up to num_train_steps, the data from `iterator_state` (None: the
+    start): (final state, step, best record)."""
     trainer, ckpt, writer, config = self.trainer, self.ckpt, self.writer, self.config
     run, last = trainer.run, config.num_train_steps
     train_iter = iter(run.dataset("train"))
-    if trainer.resume_iterator is not None:
-      train_iter.set_state(trainer.resume_iterator)
+    if iterator_state is not None:
+      train_iter.set_state(iterator_state)
     step = start = int(state.step)
     progress = Progress(last, step, enabled=config.progress_bar and run.lead)
     window, pending = [], None

@@ -6,19 +6,36 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from typing import Optional
+
+from luna_jax.data import lines
+from luna_jax.training.workdir import write_atomically
+
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
   """Writes {step, split, name: value} records; a no-op on processes other than 0. A
-  context manager that closes its files."""
+  context manager that closes its files.
 
-  def __init__(self, workdir: pathlib.Path, enabled: bool = True):
-    self.enabled = enabled
+  resumed_at: the step a run resumes from (0: from the start). metrics.jsonl's rows of
+  later steps, its test rows and rows cut short by a kill are dropped first (`dropped`
+  counts them): the process that wrote them is being trained again from there, so each
+  step appears once. (TensorBoard's event files keep theirs.)
+  """
+
+  def __init__(self, workdir: pathlib.Path, enabled: bool = True,
+               resumed_at: Optional[int] = None):
+    self.enabled, self.dropped = enabled, 0
     if not enabled:
       return
     from tensorboardX import SummaryWriter
 
-    self.jsonl = open(pathlib.Path(workdir) / "metrics.jsonl", "a")
+    path = pathlib.Path(workdir) / METRICS_FILE
+    if resumed_at is not None and path.is_file():
+      self.dropped = _keep_rows_through(path, resumed_at)
+    self.jsonl = open(path, "a")
     self.tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
 
   def __enter__(self) -> MetricWriter:
@@ -42,6 +59,21 @@ class MetricWriter:
     if self.enabled:
       self.jsonl.close()
       self.tb.close()
+
+
+def _keep_rows_through(path: pathlib.Path, step: int) -> int:
+  rows, kept = lines.split_lines(path.read_text()), []
+  for line in rows:
+    try:
+      row = json.loads(line)
+      if row["step"] <= step and row["split"] != "test":
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      pass  # a row cut short by a kill
+  dropped = len(rows) - len(kept)
+  if dropped:
+    write_atomically(path, lines.join_lines(kept))
+  return dropped
 
 
 class Progress:

@@ -1,6 +1,6 @@
 """A training workdir's guards: it can be written (checked before any data is generated),
-one training process at a time (a lock), no silent config drift on resume, and records
-that count each step once (metrics rows, wall time).
+one training process at a time (a lock), no silent config drift on resume, and the wall
+time of every process that trained the run (metrics rows are `MetricWriter`'s).
 
 `eval.py` and `translate.py` only read a workdir: they take no lock.
 """
@@ -22,7 +22,6 @@ from luna_jax import errors
 
 LOCK_FILE = "train.lock"  # {host, pid, started, boot_id, pid_start} of the training process
 WALL_TIME_FILE = "wall_time.json"  # seconds of every process that trained this run
-METRICS_FILE = "metrics.jsonl"
 
 # Fields a resumed run may change without `allow_config_change`: how long it runs, how
 # often it logs, validates and saves, and how the console looks. Every other field would
@@ -221,30 +220,11 @@ def check_resume_config(saved: dict, current: dict, *, step: int,
           "override": bool(refused)}
 
 
-def drop_metrics_after(workdir: pathlib.Path, step: int) -> int:
-  """Removes metrics.jsonl's rows of steps after `step` (and its test rows): written by
-  a process whose later steps are being trained again. Returns how many went."""
-  path = workdir / METRICS_FILE
-  if not path.is_file():
-    return 0
-  kept, dropped = [], 0
-  for line in path.read_text().split("\n"):
-    if not line.strip():
-      continue
-    try:
-      row = json.loads(line)
-      keep = row["step"] <= step and row["split"] != "test"
-    except (ValueError, KeyError, TypeError):
-      keep = False  # a row cut short by a kill
-    if keep:
-      kept.append(line)
-    else:
-      dropped += 1
-  if dropped:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    os.replace(tmp, path)
-  return dropped
+def write_atomically(path: pathlib.Path, text: str) -> None:
+  """Writes the file whole or not at all: a kill mid-write leaves the old one."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
 
 
 class WallTime:
@@ -269,6 +249,4 @@ class WallTime:
     entries = [{"seconds": s} for s in self.earlier]
     entries.append({"seconds": time.time() - self.start_time, "pid": os.getpid(),
                     "host": socket.gethostname()})
-    tmp = self.path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries))
-    os.replace(tmp, self.path)
+    write_atomically(self.path, json.dumps(entries))
