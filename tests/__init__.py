@@ -5,6 +5,6 @@ the README and docs/ (test_docs), and a workdir's safety under signals, failed s
 a second process, damaged checkpoints and config changes (test_workdir_safety). Shared
 fixtures and helpers: conftest, helpers, lra_fixtures, training_fixtures,
 train_subprocess, train_with_full_disk. CI (.ci/run) runs the README's test command,
-ruff then this suite, in a fresh virtual environment: 612 tests in 13 min 27 s on this
+ruff then this suite, in a fresh virtual environment: 612 tests in 13 min 45 s on this
 project's 2-core machine (conftest explains the compile settings that make it so).
 """
